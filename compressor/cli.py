@@ -1,0 +1,130 @@
+"""`compress`: a thin command line over compressor.pipeline and friends.
+
+    compress MODEL [options]      load, (distil, quantize,) export, validate, report
+    compress demo [options]       the same on the built-in digits teacher
+    compress teacher FILE         write the built-in teacher in a chosen format
+Heavy libraries are imported inside the commands, so `compress --help` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+from .errors import CompressError
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {}
+EPILOG = """other commands:
+  compress demo [options]    run the whole job on the built-in digits teacher (no model needed)
+  compress teacher FILE      write the built-in teacher (--format torchscript|pt2|state_dict|pickle)
+run `compress COMMAND --help` for each."""
+
+
+def command(name: str):
+    def deco(fn: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
+        COMMANDS[name] = fn
+        return fn
+    return deco
+
+
+def run_parser(prog: str = "compress", with_model: bool = True) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Compress a PyTorch model into verified edge artifacts.",
+                                epilog=EPILOG if with_model else None,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    if with_model:
+        p.add_argument("model", help="TorchScript (.pt), torch.export program (.pt2), state_dict (with --arch), "
+                                     "or a pickled nn.Module (with --trust-model)")
+    p.add_argument("--target", default="onnx", help="onnx, tflite, tfjs, onnx-web, or all; comma-separated")
+    p.add_argument("--out", default="out", help="output folder (written atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    p.add_argument("--data", default="digits", help="'digits', a folder of images by class, or an .npz with x/y")
+    p.add_argument("--arch", help="package.module:ClassName for a state_dict")
+    p.add_argument("--trust-model", action="store_true", help="allow unpickling a whole model (runs its code)")
+    p.add_argument("--input-shape", help="input shape with batch, e.g. 1,3,32,32")
+    p.add_argument("--calib", type=int, default=200, help="calibration samples for int8 (default 200)")
+    p.add_argument("--layout", default="nchw", help="TFLite input layout: nchw (as PyTorch) or nhwc")
+    p.add_argument("--tfjs-quant", help="TF.js weight quantization: float16, uint8, uint16")
+    p.add_argument("--parity-samples", type=int, default=256, help="held-out samples used for parity checks")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def config_from_args(a: argparse.Namespace, model: str):
+    from exporters.base import ExportOptions
+
+    from .config import RunConfig
+    from .loading import parse_shape
+
+    return RunConfig(
+        model=model, targets=tuple(t.strip() for t in a.target.split(",")), out=a.out, overwrite=a.overwrite,
+        data=a.data, arch=a.arch, trust_model=a.trust_model,
+        input_shape=parse_shape(a.input_shape) if a.input_shape else None, seed=a.seed,
+        parity_samples=a.parity_samples,
+        export=ExportOptions(calib_samples=a.calib, layout=a.layout, tfjs_quant=a.tfjs_quant),
+    )
+
+
+def run_main(argv: list[str]) -> int:
+    a = run_parser().parse_args(argv)
+    from . import pipeline
+
+    pipeline.run(config_from_args(a, a.model))
+    return 0
+
+
+@command("demo")
+def demo_main(argv: list[str]) -> int:
+    a = run_parser("compress demo", with_model=False).parse_args(argv)
+    from rich.console import Console
+
+    from . import demo, pipeline
+
+    console = Console(stderr=True)
+    if not demo.teacher_path_cached():
+        with console.status("training the built-in digits teacher (once; cached) ..."):
+            demo.teacher_path()
+    pipeline.run(config_from_args(a, "demo"), console)
+    return 0
+
+
+@command("teacher")
+def teacher_main(argv: list[str]) -> int:
+    from .demo import FORMATS
+
+    p = argparse.ArgumentParser(prog="compress teacher", description="Write the built-in digits teacher.")
+    p.add_argument("file", type=Path)
+    p.add_argument("--format", default="torchscript", help=f"one of: {', '.join(FORMATS)}")
+    a = p.parse_args(argv)
+    from .registry import check_choice
+
+    check_choice("format", a.format, FORMATS)
+    from . import demo
+
+    model = demo.teacher().module
+    if a.format != "torchscript":
+        from .models import DigitsCNN
+
+        fresh = DigitsCNN(width=32)
+        fresh.load_state_dict(model.state_dict())  # a plain nn.Module, not the scripted one
+        model = fresh.eval()
+    demo.save_as(model, a.file, a.format)
+    print(a.file)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    fn = COMMANDS.get(argv[0]) if argv else None
+    try:
+        return fn(argv[1:]) if fn else run_main(argv)
+    except CompressError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; the previous output is unchanged", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

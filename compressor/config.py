@@ -1,0 +1,97 @@
+"""Run options as frozen dataclasses, shared by the CLI, the Python API and YAML recipes.
+
+Validation happens in __post_init__ and raises CompressError (a ValueError) naming the
+valid choices. `from_mapping` builds a config from plain data (a recipe): it never runs
+code, and unknown keys are errors that list the known ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from exporters.base import ExportOptions
+
+from .errors import CompressError
+from .registry import check_choice
+
+C = TypeVar("C")
+
+LAYOUTS = ("nchw", "nhwc")
+TFJS_QUANT = ("float16", "uint8", "uint16")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: str  # a model file, or "demo" for the built-in teacher
+    targets: tuple[str, ...] = ("onnx",)
+    out: str = "out"
+    overwrite: bool = False
+    data: str = "digits"
+    arch: str | None = None
+    trust_model: bool = False
+    input_shape: tuple[int, ...] | None = None
+    seed: int = 0
+    parity_samples: int = 256
+    export: ExportOptions = field(default_factory=ExportOptions)
+
+    def __post_init__(self) -> None:
+        import exporters
+
+        exporters.expand(",".join(self.targets))
+        check_choice("layout", self.export.layout, LAYOUTS)
+        if self.export.tfjs_quant is not None:
+            check_choice("TF.js quantization", self.export.tfjs_quant, TFJS_QUANT)
+        if self.parity_samples < 1:
+            raise CompressError("parity_samples must be at least 1")
+        if self.export.calib_samples < 1:
+            raise CompressError("--calib must be at least 1")
+
+
+def from_mapping(cls: type[C], data: Any, where: str = "recipe") -> C:
+    """Build dataclass `cls` from plain data (dicts, lists, scalars), checking every key."""
+    if not isinstance(data, dict):
+        raise CompressError(f"{where}: expected a mapping of options for {cls.__name__}, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise CompressError(f"{where}: unknown option(s) {', '.join(map(str, unknown))}; "
+                            f"known: {', '.join(fields)}")
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise CompressError(f"{where}: {e}") from None
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, where)
+    if dataclasses.is_dataclass(tp):
+        return from_mapping(tp, value, where)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",")]
+        if not isinstance(value, (list, tuple)):
+            raise CompressError(f"{where}: expected a list, got {type(value).__name__}")
+        return tuple(_convert(args[0], v, where) for v in value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise CompressError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp in (int, float, str):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise CompressError(f"{where}: expected {tp.__name__}, got {type(value).__name__}")
+        try:
+            return tp(value)
+        except ValueError:
+            raise CompressError(f"{where}: expected {tp.__name__}, got {value!r}") from None
+    return value

@@ -1,0 +1,74 @@
+"""The built-in default: a small CNN teacher trained on scikit-learn's bundled digits, cached on disk."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from . import data as datasets
+from .loading import LoadedModel, load_model, save_torchscript
+from .models import DigitsCNN
+from .train import accuracy, fit
+
+VERSION = "digits-cnn-w32-v1"  # bump when the recipe changes, so that caches are rebuilt
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("COMPRESS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "edge-compress")
+    return Path(root)
+
+
+def train_teacher(seed: int = 0, epochs: int = 30, progress=None) -> tuple[torch.nn.Module, float]:
+    """Train the demo teacher on the training split; returns it and its held-out test accuracy."""
+    splits = datasets.split(datasets.load_digits(), seed=0)
+    model = DigitsCNN(width=32)
+    fit(model, splits.train, splits.val, epochs=epochs, seed=seed, on_epoch=progress)
+    return model, accuracy(model, splits.test)
+
+
+def teacher_path(progress=None) -> Path:
+    """Path of the cached demo teacher (TorchScript), training it on first use."""
+    path = cache_dir() / f"{VERSION}.pt"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model, _ = train_teacher(progress=progress)
+        # write then rename: a concurrent or killed run never sees half a file
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        os.close(fd)
+        try:
+            save_torchscript(model, Path(tmp), DigitsCNN.input_shape)
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def teacher(progress=None) -> LoadedModel:
+    return load_model(teacher_path(progress))
+
+
+def save_as(model: torch.nn.Module, path: Path, fmt: str) -> None:
+    """Write the teacher in one of the formats the loader accepts (for users trying each, and tests)."""
+    shape = DigitsCNN.input_shape
+    if fmt == "torchscript":
+        save_torchscript(model, path, shape)
+    elif fmt == "pt2":
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        ep = torch.export.export(model.eval(), (torch.zeros(2, *shape[1:]),), dynamic_shapes=({0: batch},))
+        torch.export.save(ep, str(path))
+    elif fmt == "state_dict":
+        torch.save(model.state_dict(), path)
+    elif fmt == "pickle":
+        torch.save(model, path)
+    else:
+        raise ValueError(fmt)
+
+
+FORMATS = ("torchscript", "pt2", "state_dict", "pickle")
+
+
+def teacher_path_cached() -> bool:
+    return (cache_dir() / f"{VERSION}.pt").exists()

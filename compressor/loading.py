@@ -1,0 +1,244 @@
+"""Load a user's model from any of the four formats, safely, and learn its input shape.
+
+Formats: TorchScript (torch.jit.save), a torch.export program (.pt2), a state_dict with
+--arch package.module:ClassName, or a whole pickled nn.Module (only with --trust-model,
+since unpickling runs code).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import CompressError
+
+META_FILE = "compressor.json"  # extra file in TorchScript archives written by this tool
+
+
+@dataclass
+class LoadedModel:
+    module: nn.Module
+    input_shape: tuple[int, ...]  # batch first, batch 1
+    input_dtype: torch.dtype
+    num_outputs: int
+    kind: str  # torchscript | torch-export | state_dict | pickle | python
+    source: str
+    sha256: str
+
+    def example(self, batch: int = 1) -> torch.Tensor:
+        shape = (batch, *self.input_shape[1:])
+        return torch.zeros(shape, dtype=self.input_dtype)
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """'1,3,32,32' -> (1, 3, 32, 32); every dimension a positive integer."""
+    try:
+        dims = tuple(int(p) for p in text.replace("x", ",").split(","))
+    except ValueError:
+        raise CompressError(f"--input-shape {text!r} is not a list of integers; write it like 1,3,32,32") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise CompressError(f"--input-shape {text!r} must have positive dimensions; write it like 1,3,32,32")
+    return dims
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def detect_format(path: Path) -> str:
+    """torchscript | torch-export | torch-save (a pickle: state_dict or whole module)."""
+    if not path.exists():
+        raise CompressError(f"model file {path} not found; check the path")
+    if path.is_dir():
+        raise CompressError(f"{path} is a folder; give a model file (.pt, .pt2)")
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+            bad = z.testzip()
+    except zipfile.BadZipFile:
+        raise CompressError(f"{path} is not a PyTorch model file (not a zip archive, or truncated); save it with "
+                            "torch.jit.save, torch.export.save or torch.save(model.state_dict())") from None
+    except OSError as e:
+        raise CompressError(f"cannot read {path} ({e.strerror}); check its permissions") from None
+    if bad is not None:
+        raise CompressError(f"{path} is corrupted (entry {bad} fails its checksum); save the model again")
+    if any(n.endswith("/archive_format") for n in names):
+        return "torch-export"
+    if any("/code/" in n for n in names) and any(n.endswith("/constants.pkl") for n in names):
+        return "torchscript"
+    if any(n.endswith("/data.pkl") for n in names):
+        return "torch-save"
+    raise CompressError(f"{path} is a zip archive but not a PyTorch model; save it with torch.jit.save, "
+                        "torch.export.save or torch.save(model.state_dict())")
+
+
+def _import_arch(arch: str) -> type[nn.Module]:
+    mod_name, _, attr = arch.partition(":")
+    if not mod_name or not attr:
+        raise CompressError(f"--arch {arch!r} must look like package.module:ClassName")
+    try:
+        mod = importlib.import_module(mod_name)  # only the module the user named
+    except ImportError as e:
+        raise CompressError(f"--arch: cannot import {mod_name!r} ({e}); check the name and PYTHONPATH") from None
+    cls = getattr(mod, attr, None)
+    if cls is None:
+        raise CompressError(f"--arch: {mod_name} has no {attr!r}")
+    return cls
+
+
+def _from_state_dict(obj: object, arch: str | None, path: Path) -> nn.Module:
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CompressError(f"{path} holds no state_dict (a dict of tensors); save one with "
+                            "torch.save(model.state_dict(), path)")
+    if arch is None:
+        raise CompressError(f"{path} is a state_dict (weights only); pass --arch package.module:ClassName "
+                            "naming the model class it belongs to")
+    try:
+        model = _import_arch(arch)()
+    except CompressError:
+        raise
+    except Exception as e:  # noqa: BLE001 - user code
+        raise CompressError(f"--arch {arch}() failed: {type(e).__name__}: {e}") from None
+    try:
+        model.load_state_dict(obj, strict=True)
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())[:300]
+        raise CompressError(f"the state_dict in {path} does not fit --arch {arch}: {detail}") from None
+    return model
+
+
+def _load_torch_save(path: Path, arch: str | None, trust: bool) -> tuple[nn.Module, str]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return _from_state_dict(obj, arch, path), "state_dict"
+    except CompressError:
+        raise
+    except pickle.UnpicklingError:
+        if not trust:
+            raise CompressError(f"{path} is a pickled Python object, and unpickling runs code; pass --trust-model "
+                                "only if you trust its source, or save a state_dict or TorchScript instead") from None
+    except Exception as e:  # noqa: BLE001
+        raise CompressError(f"{path} cannot be read ({type(e).__name__}); it may be truncated: save it again") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001
+        raise CompressError(f"{path} cannot be unpickled ({type(e).__name__}: {e}); the classes it names must be "
+                            "importable") from None
+    if isinstance(obj, nn.Module):
+        return obj, "pickle"
+    return _from_state_dict(obj, arch, path), "state_dict"
+
+
+def _load_any(path: Path, fmt: str, arch: str | None, trust: bool) -> tuple[nn.Module, str, dict]:
+    meta: dict = {}
+    try:
+        if fmt == "torchscript":
+            extra = {META_FILE: ""}
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+            meta = json.loads(extra[META_FILE] or "{}")
+            return module, "torchscript", meta
+        if fmt == "torch-export":
+            ep = torch.export.load(str(path))
+            args = ep.example_inputs[0] if ep.example_inputs else ()
+            if args:
+                meta = {"input_shape": list(args[0].shape), "input_dtype": str(args[0].dtype).split(".")[-1]}
+            return ep.module(), "torch-export", meta
+    except CompressError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise CompressError(f"{path} looks like a {fmt} archive but does not load ({type(e).__name__}); "
+                            "it may be truncated or from another PyTorch version: save it again") from None
+    module, kind = _load_torch_save(path, arch, trust)
+    return module, kind, meta
+
+
+def _dtype(name: str) -> torch.dtype:
+    dt = getattr(torch, name, None)
+    if not isinstance(dt, torch.dtype):
+        raise CompressError(f"unknown input dtype {name!r}; use float32 or int64")
+    return dt
+
+
+def finish(module: nn.Module, *, kind: str, source: str, sha: str, meta: dict,
+           input_shape: tuple[int, ...] | None) -> LoadedModel:
+    """Check weights, settle the input shape and dtype, and run one forward pass to prove they fit."""
+    module.eval()
+    for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise CompressError(f"weight {name} of {source} contains NaN or Inf; fix or retrain the model")
+    dtype = _dtype(str(meta.get("input_dtype") or "")) if meta.get("input_dtype") else \
+        getattr(module, "input_dtype", torch.float32)
+    shape = input_shape or meta.get("input_shape") or getattr(module, "input_shape", None)
+    if shape is None:
+        raise CompressError(f"cannot tell the input shape of {source}; pass --input-shape, e.g. 1,3,32,32")
+    shape = (1, *tuple(int(d) for d in shape)[1:])
+    out = _probe(module, shape, dtype, source)
+    if out.ndim != 2:
+        raise CompressError(f"{source} returns shape {tuple(out.shape)}; this tool compresses classifiers whose "
+                            "output is (batch, classes)")
+    return LoadedModel(module, shape, dtype, int(out.shape[-1]), kind, source, sha)
+
+
+def _probe(module: nn.Module, shape: tuple[int, ...], dtype: torch.dtype, source: str) -> torch.Tensor:
+    x = torch.zeros(shape, dtype=dtype)
+    try:
+        with torch.no_grad():
+            out = module(x)
+    except Exception as e:  # noqa: BLE001 - user code
+        msg = " ".join(str(e).split())[:200]
+        raise CompressError(f"{source} fails on an input of shape {tuple(shape)} ({type(e).__name__}: {msg}); "
+                            "pass the right --input-shape (a .pt2 program must be exported with a dynamic batch)"
+                            ) from None
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    if not isinstance(out, torch.Tensor):
+        raise CompressError(f"{source} returns {type(out).__name__}, not a tensor; wrap it to return logits")
+    if not torch.isfinite(out).all():
+        raise CompressError(f"{source} outputs NaN or Inf on a zero input of shape {tuple(shape)}; fix the model")
+    return out
+
+
+def load_model(path: str | Path, *, arch: str | None = None, trust_model: bool = False,
+               input_shape: tuple[int, ...] | None = None) -> LoadedModel:
+    """Load a model file in any supported format; errors are one-line CompressErrors."""
+    path = Path(path)
+    fmt = detect_format(path)
+    module, kind, meta = _load_any(path, fmt, arch, trust_model)
+    return finish(module, kind=kind, source=str(path), sha=sha256_of(path), meta=meta, input_shape=input_shape)
+
+
+def from_module(module: nn.Module, input_shape: tuple[int, ...] | None = None, name: str = "model") -> LoadedModel:
+    """Wrap a model built in Python (the API's entry point, the demo, tests)."""
+    h = hashlib.sha256()
+    for k, v in module.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().numpy().tobytes())
+    return finish(module, kind="python", source=name, sha=h.hexdigest(), meta={}, input_shape=input_shape)
+
+
+def save_torchscript(module: nn.Module, path: Path, input_shape: tuple[int, ...], input_dtype: str = "float32") -> None:
+    """TorchScript with this tool's metadata, so that loading needs no --input-shape."""
+    module.eval()
+    example = torch.zeros(input_shape, dtype=_dtype(input_dtype))
+    try:
+        scripted = torch.jit.script(module)
+    except Exception:  # noqa: BLE001 - fall back to tracing for modules TorchScript cannot compile
+        scripted = torch.jit.trace(module, example)
+    meta = json.dumps({"input_shape": list(input_shape), "input_dtype": input_dtype})
+    torch.jit.save(scripted, str(path), _extra_files={META_FILE: meta})

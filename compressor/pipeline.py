@@ -1,0 +1,120 @@
+"""The main job as an ordered list of small steps: load, data, distill, quantize, export, bench, report.
+
+Each step reads and extends one `State`. All files are built in a staged folder and
+published atomically at the end (compressor.outputs.staged).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from rich.console import Console
+
+import exporters
+from exporters.base import Artifact, ExportJob, require_parity
+
+from . import data as datasets
+from . import manifest, summary
+from .config import RunConfig
+from .loading import LoadedModel, load_model
+from .outputs import staged
+
+
+@dataclass
+class State:
+    cfg: RunConfig
+    console: Console
+    workdir: Path = Path(".")
+    teacher: LoadedModel | None = None
+    model: LoadedModel | None = None  # what is exported: the student, or the teacher itself
+    splits: datasets.Splits | None = None
+    artifacts: list[Artifact] = field(default_factory=list)
+    sections: dict[str, Any] = field(default_factory=dict)  # extra manifest sections
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def step_load(s: State) -> None:
+    if s.cfg.model == "demo":
+        from . import demo
+
+        s.teacher = demo.teacher()
+    else:
+        s.teacher = load_model(s.cfg.model, arch=s.cfg.arch, trust_model=s.cfg.trust_model,
+                               input_shape=s.cfg.input_shape)
+    s.model = s.teacher
+
+
+def step_data(s: State) -> None:
+    t = s.teacher
+    d = datasets.load(s.cfg.data, channels=t.input_shape[1] if len(t.input_shape) == 4 else None)
+    datasets.check_fits(d, t.input_shape, t.num_outputs)
+    s.splits = datasets.split(d, seed=s.cfg.seed)
+    s.sections["data"] = {"source": d.source, "classes": len(d.classes), "labelled": d.y is not None,
+                          "train": len(s.splits.train), "val": len(s.splits.val), "test": len(s.splits.test)}
+    s.sections["teacher"] = describe(t, s.splits.test)
+
+
+def describe(m: LoadedModel, test: datasets.Dataset) -> dict[str, Any]:
+    from .train import accuracy
+
+    return {"source": m.source, "format": m.kind, "sha256": m.sha256, "input_shape": list(m.input_shape),
+            "input_dtype": str(m.input_dtype).removeprefix("torch."), "outputs": m.num_outputs,
+            "parameters": sum(p.numel() for p in m.module.parameters()),
+            "test_accuracy": accuracy(m.module, test)}
+
+
+def export_job(s: State) -> ExportJob:
+    from .train import predict
+
+    test, train = s.splits.test, s.splits.train
+    n = min(s.cfg.parity_samples, len(test))
+    inputs = test.x[:n]
+    return ExportJob(model=s.model.module, example=s.model.example(1), inputs=inputs,
+                     reference=predict(s.model.module, inputs), calib=train.x[:s.cfg.export.calib_samples],
+                     workdir=s.workdir, labels=None if test.y is None else test.y[:n], options=s.cfg.export)
+
+
+def step_export(s: State) -> None:
+    job = export_job(s)
+    for target in exporters.expand(",".join(s.cfg.targets)):
+        exporter = exporters.get(target)
+        with s.console.status(f"exporting {target} ..."):
+            made = exporter.export(job)
+        for a in made:
+            with s.console.status(f"checking parity of {a.name} ..."):
+                a.parity = exporter.validate(a, job)
+            require_parity(a)
+            job.artifacts[a.name] = a
+            s.artifacts.append(a)
+            s.console.print(f"[green]✓[/] {a.name}: parity max|Δ| {a.parity.max_abs_diff:.2e}, "
+                            f"top-1 agreement {a.parity.top1_agreement:.4f}")
+
+
+def step_report(s: State) -> None:
+    m = manifest.build(s.artifacts, s.workdir, **s.sections, step_seconds=s.seconds)
+    manifest.write(m, s.workdir / "manifest.json")
+    s.sections["manifest"] = m
+
+
+Step = Callable[[State], None]
+STEPS: list[tuple[str, Step]] = [
+    ("load", step_load),
+    ("data", step_data),
+    ("export", step_export),
+    ("report", step_report),
+]
+
+
+def run(cfg: RunConfig, console: Console | None = None) -> dict[str, Any]:
+    """Run every step; returns the manifest. The output folder appears only when all steps pass."""
+    s = State(cfg, console or Console(stderr=True))
+    with staged(Path(cfg.out), overwrite=cfg.overwrite) as tmp:
+        s.workdir = tmp
+        for name, step in STEPS:
+            t0 = time.perf_counter()
+            step(s)
+            s.seconds[name] = round(time.perf_counter() - t0, 3)
+    summary.print_run(s.sections["manifest"], Path(cfg.out), s.console)
+    return s.sections["manifest"]

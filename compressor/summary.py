@@ -1,0 +1,35 @@
+"""The terminal summary table printed at the end of a run."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def print_run(manifest: dict[str, Any], out: Path, console: Console) -> None:
+    t = manifest.get("teacher", {})
+    if t:
+        console.print(f"teacher: {t['parameters']:,} parameters, test accuracy {_pct(t.get('test_accuracy'))}")
+    table = Table(title=f"artifacts in {out}")
+    for col in ("artifact", "file", "size", "max |Δ| vs torch", "top-1 agree", "accuracy", "parity"):
+        table.add_column(col, justify="right" if col not in ("artifact", "file") else "left")
+    for a in manifest["artifacts"]:
+        p = a.get("parity") or {}
+        table.add_row(a["name"], a["path"], human_bytes(a["size_bytes"]), f"{p.get('max_abs_diff', float('nan')):.2e}",
+                      _pct(p.get("top1_agreement")), _pct(p.get("accuracy")),
+                      "[green]pass[/]" if p.get("passed") else "[red]FAIL[/]")
+    console.print(table)
