@@ -101,14 +101,7 @@ def teacher_main(argv: list[str]) -> int:
     check_choice("format", a.format, FORMATS)
     from . import demo
 
-    model = demo.teacher().module
-    if a.format != "torchscript":
-        from .models import DigitsCNN
-
-        fresh = DigitsCNN(width=32)
-        fresh.load_state_dict(model.state_dict())  # a plain nn.Module, not the scripted one
-        model = fresh.eval()
-    demo.save_as(model, a.file, a.format)
+    demo.save_as(demo.teacher().module, a.file, a.format)
     print(a.file)
     return 0
 

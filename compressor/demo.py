@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from . import data as datasets
-from .loading import LoadedModel, load_model, save_torchscript
+from .loading import LoadedModel, from_module, load_model, save_torchscript
 from .models import DigitsCNN
 from .train import accuracy, fit
 
@@ -47,7 +47,13 @@ def teacher_path(progress=None) -> Path:
 
 
 def teacher(progress=None) -> LoadedModel:
-    return load_model(teacher_path(progress))
+    """The demo teacher as a plain nn.Module (prunable and trainable, unlike the TorchScript file)."""
+    cached = load_model(teacher_path(progress))
+    model = DigitsCNN(width=32)
+    model.load_state_dict(cached.module.state_dict())
+    loaded = from_module(model.eval(), name=f"built-in teacher ({VERSION})")
+    loaded.sha256 = cached.sha256
+    return loaded
 
 
 def save_as(model: torch.nn.Module, path: Path, fmt: str) -> None:

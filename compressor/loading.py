@@ -37,6 +37,21 @@ class LoadedModel:
         return torch.zeros(shape, dtype=self.input_dtype)
 
 
+class ExportedModule(nn.Module):
+    """A torch.export program as a module; its train/eval mode was fixed when it was exported."""
+
+    def __init__(self, program_module: nn.Module) -> None:
+        super().__init__()
+        self.program = program_module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.program(x)
+
+    def train(self, mode: bool = True) -> "ExportedModule":
+        self.training = mode  # the program itself refuses train()/eval()
+        return self
+
+
 def parse_shape(text: str) -> tuple[int, ...]:
     """'1,3,32,32' -> (1, 3, 32, 32); every dimension a positive integer."""
     try:
@@ -158,7 +173,7 @@ def _load_any(path: Path, fmt: str, arch: str | None, trust: bool) -> tuple[nn.M
             args = ep.example_inputs[0] if ep.example_inputs else ()
             if args:
                 meta = {"input_shape": list(args[0].shape), "input_dtype": str(args[0].dtype).split(".")[-1]}
-            return ep.module(), "torch-export", meta
+            return ExportedModule(ep.module()), "torch-export", meta
     except CompressError:
         raise
     except Exception as e:  # noqa: BLE001
