@@ -1,0 +1,136 @@
+"""Quantization settings as frozen dataclasses: one per method, validated on construction.
+
+`quantize(model_or_artifact, config)` dispatches on the config's type. Every set of named
+choices is checked with `check_choice`, so a typo names the valid choices. Nothing here
+imports onnxruntime or torch: building a config is cheap and runs no code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from ..errors import CompressError
+from ..registry import Registry, check_choice
+
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+# activation/weight integer types; "auto" reads the CPU's flags (see cpu.py)
+SCHEMES = ("auto", "u8s8", "u8u8", "s8s8")
+# where a static int8 ONNX will run: the host CPU (scheme from its flags) or onnxruntime-web (wasm)
+RUNTIMES = ("cpu", "web")
+
+
+def _check_budget(max_accuracy_drop: float | None, min_agreement: float) -> None:
+    if max_accuracy_drop is not None and max_accuracy_drop < 0:
+        raise CompressError(f"max_accuracy_drop must be >= 0 percentage points (got {max_accuracy_drop}); "
+                            "use 0 to allow no drop, or None to skip the budget")
+    if not 0.0 <= min_agreement <= 1.0:
+        raise CompressError(f"min_agreement is a fraction between 0 and 1 (got {min_agreement})")
+
+
+@dataclass(frozen=True)
+class StaticInt8:
+    """Static int8 (weights and activations) in QDQ format, calibrated on the user's data."""
+
+    calib_method: str = "minmax"
+    calib_samples: int = 200
+    per_channel: bool = True
+    scheme: str = "auto"  # auto: chosen from the CPU's flags (recorded in the manifest)
+    reduce_range: bool | None = None  # None: chosen with the scheme
+    runtime: str = "cpu"  # "web": the browser-safe variant for onnxruntime-web
+    max_accuracy_drop: float | None = 1.0  # percentage points on the held-out split; None: no budget
+    min_agreement: float = 0.99  # top-1 agreement with the float model
+    fallback: bool = True  # try other settings when the budget is broken
+    max_float_layers: int = 3  # at most this many sensitive layers kept in float by the fallback
+    nodes_to_exclude: tuple[str, ...] = ()  # ONNX node names kept in float from the start
+
+    def __post_init__(self) -> None:
+        check_choice("calibration method", self.calib_method, CALIB_METHODS)
+        check_choice("int8 scheme", self.scheme, SCHEMES)
+        check_choice("int8 runtime", self.runtime, RUNTIMES)
+        if self.calib_samples < 1:
+            raise CompressError(f"calib_samples must be at least 1 (got {self.calib_samples})")
+        if self.max_float_layers < 0:
+            raise CompressError(f"max_float_layers must be >= 0 (got {self.max_float_layers})")
+        _check_budget(self.max_accuracy_drop, self.min_agreement)
+
+
+@dataclass(frozen=True)
+class DynamicInt8:
+    """Dynamic int8: int8 weights, activations quantized at run time (for Linear/LSTM-heavy models).
+
+    Writes MatMulInteger/ConvInteger ops: ONNX Runtime CPU only, not onnxruntime-web.
+    """
+
+    per_channel: bool = False
+    reduce_range: bool | None = None  # None: from the CPU's flags
+    op_types: tuple[str, ...] = ("MatMul", "Gemm")  # Conv is slower dynamically than in float
+    max_accuracy_drop: float | None = 1.0
+    min_agreement: float = 0.99
+
+    def __post_init__(self) -> None:
+        for op in self.op_types:
+            check_choice("dynamic int8 op type", op, ("MatMul", "Gemm", "Conv", "Attention", "LSTM", "GRU"))
+        _check_budget(self.max_accuracy_drop, self.min_agreement)
+
+
+@dataclass(frozen=True)
+class Fp16:
+    """float16 weights and activations, float32 inputs and outputs (keep_io_types)."""
+
+    keep_io_types: bool = True
+    max_accuracy_drop: float | None = 1.0
+    min_agreement: float = 0.99
+
+    def __post_init__(self) -> None:
+        _check_budget(self.max_accuracy_drop, self.min_agreement)
+
+
+@dataclass(frozen=True)
+class QAT:
+    """Quantization-aware fine-tuning of the (student) model, distillation loss kept on, then int8 ONNX."""
+
+    epochs: int = 3
+    lr: float = 1e-4
+    batch: int = 64
+    temperature: float = 4.0
+    alpha: float = 0.5  # weight of the distillation term; 1 - alpha on the labels
+    freeze_bn_epoch: int = 1  # BatchNorm statistics frozen from this epoch on (standard QAT recipe)
+    freeze_observer_epoch: int = 2  # quantization ranges frozen from this epoch on
+    backend: str = "x86"  # torch.ao backend config: x86 (fbgemm-like) or qnnpack (ARM)
+    max_accuracy_drop: float | None = 1.0
+    min_agreement: float = 0.98  # QAT changes the weights, so agreement is looser than for PTQ
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice("QAT backend", self.backend, ("x86", "qnnpack"))
+        if self.epochs < 1 or self.batch < 1 or self.lr <= 0:
+            raise CompressError("QAT needs epochs >= 1, batch >= 1 and lr > 0")
+        if not 0.0 <= self.alpha <= 1.0 or self.temperature <= 0:
+            raise CompressError(f"QAT alpha must be in [0, 1] and temperature > 0 (got {self.alpha}, "
+                                f"{self.temperature})")
+        _check_budget(self.max_accuracy_drop, self.min_agreement)
+
+
+QuantConfig = Union[StaticInt8, DynamicInt8, Fp16, QAT]
+
+# `--quantize NAME` -> config class (the CLI builds the config from the name and its flags)
+MODES: Registry[type] = Registry("quantization")
+MODES.add("int8", StaticInt8)
+MODES.add("fp16", Fp16)
+MODES.add("dynamic", DynamicInt8)
+MODES.add("qat", QAT)
+
+
+def from_name(name: str, *, calib_method: str | None = None, calib_samples: int | None = None,
+              max_accuracy_drop: float | None = 1.0) -> QuantConfig:
+    """The config for `--quantize NAME` and its flags (unknown names list the valid ones)."""
+    cls = MODES.get(name)
+    if calib_method is not None and cls is not StaticInt8:
+        raise CompressError(f"--calib-method applies to --quantize int8 only (got --quantize {name})")
+    kwargs: dict = {"max_accuracy_drop": max_accuracy_drop}
+    if cls is StaticInt8:
+        if calib_method is not None:
+            kwargs["calib_method"] = calib_method
+        if calib_samples is not None:
+            kwargs["calib_samples"] = calib_samples
+    return cls(**kwargs)

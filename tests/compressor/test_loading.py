@@ -1,0 +1,117 @@
+import pytest
+import torch
+
+from compressor.errors import CompressError
+from compressor.loading import detect_format, from_module, load_model, parse_shape
+from compressor.models import DigitsMLP
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "pt2", "state_dict", "pickle"])
+def test_each_format_loads_and_matches_the_teacher(teacher_files, fmt):
+    from compressor import demo
+
+    kw = {"arch": "compressor.models:DigitsCNN"} if fmt == "state_dict" else {}
+    kw |= {"trust_model": True} if fmt == "pickle" else {}
+    m = load_model(teacher_files[fmt], **kw)
+    assert m.input_shape == (1, 1, 8, 8) and m.num_outputs == 10
+    x = torch.rand(5, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(m.module(x), demo.teacher().module(x), atol=1e-5)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CompressError, match="not found"):
+        load_model(tmp_path / "nope.pt")
+
+
+def test_random_bytes(tmp_path):
+    p = tmp_path / "model.pt"
+    p.write_bytes(bytes(range(256)) * 10)
+    with pytest.raises(CompressError, match="not a PyTorch model file"):
+        load_model(p)
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "pt2", "state_dict"])
+def test_truncated_file(teacher_files, tmp_path, fmt):
+    data = teacher_files[fmt].read_bytes()
+    p = tmp_path / teacher_files[fmt].name
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CompressError, match="truncated|corrupted"):
+        load_model(p, arch="compressor.models:DigitsCNN")
+
+
+def test_state_dict_needs_arch(teacher_files):
+    with pytest.raises(CompressError, match="--arch"):
+        load_model(teacher_files["state_dict"])
+
+
+def test_state_dict_that_does_not_fit(teacher_files):
+    with pytest.raises(CompressError, match="does not fit --arch compressor.models:DigitsMLP"):
+        load_model(teacher_files["state_dict"], arch="compressor.models:DigitsMLP")
+
+
+@pytest.mark.parametrize("arch, msg", [("nocolon", "package.module:ClassName"),
+                                      ("no_such_module_xyz:Net", "cannot import"),
+                                      ("compressor.models:Nope", "has no 'Nope'")])
+def test_bad_arch(teacher_files, arch, msg):
+    with pytest.raises(CompressError, match=msg):
+        load_model(teacher_files["state_dict"], arch=arch)
+
+
+def test_pickle_needs_explicit_trust(teacher_files):
+    with pytest.raises(CompressError, match="--trust-model"):
+        load_model(teacher_files["pickle"])
+
+
+def test_pickle_is_never_unpickled_without_trust(tmp_path):
+    """A malicious pickle must not run: torch.load(weights_only=True) refuses it before any code runs."""
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            import os
+            return (os.system, (f"touch {marker}",))
+
+    p = tmp_path / "evil.pt"
+    torch.save({"x": Evil()}, p)
+    with pytest.raises(CompressError, match="--trust-model"):
+        load_model(p)
+    assert not marker.exists()
+
+
+def test_shape_mismatch(teacher_files):
+    with pytest.raises(CompressError, match="fails on an input of shape"):
+        load_model(teacher_files["torchscript"], input_shape=(1, 3, 32, 32))
+
+
+def test_input_shape_needed_when_unknown(tmp_path):
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    p = tmp_path / "ts.pt"
+    torch.jit.save(torch.jit.script(m), str(p))
+    with pytest.raises(CompressError, match="--input-shape"):
+        load_model(p)
+    assert load_model(p, input_shape=(1, 64)).num_outputs == 10
+
+
+def test_nan_weights_rejected():
+    m = DigitsMLP()
+    with torch.no_grad():
+        m.net[1].weight[0, 0] = float("nan")
+    with pytest.raises(CompressError, match="NaN or Inf"):
+        from_module(m)
+
+
+@pytest.mark.parametrize("text", ["1,a", "0,3", "-1,2", "", "1,,2"])
+def test_parse_shape_errors(text):
+    with pytest.raises(CompressError, match="--input-shape"):
+        parse_shape(text)
+
+
+def test_parse_shape():
+    assert parse_shape("1,3,32,32") == (1, 3, 32, 32)
+
+
+def test_detect_formats(teacher_files):
+    assert detect_format(teacher_files["torchscript"]) == "torchscript"
+    assert detect_format(teacher_files["pt2"]) == "torch-export"
+    assert detect_format(teacher_files["state_dict"]) == "torch-save"
