@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 from rich.console import Console
 
 import exporters
@@ -18,6 +19,7 @@ from exporters.base import Artifact, ExportJob, require_parity
 from . import data as datasets
 from . import manifest, summary
 from .config import RunConfig
+from .errors import CompressError
 from .loading import LoadedModel, load_model
 from .outputs import staged
 
@@ -71,8 +73,11 @@ def export_job(s: State) -> ExportJob:
     test, train = s.splits.test, s.splits.train
     n = min(s.cfg.parity_samples, len(test))
     inputs = test.x[:n]
+    reference = predict(s.model.module, inputs)
+    if not np.isfinite(reference).all():
+        raise CompressError(f"{s.model.source} outputs NaN or Inf on the held-out data; fix the model or the data")
     return ExportJob(model=s.model.module, example=s.model.example(1), inputs=inputs,
-                     reference=predict(s.model.module, inputs), calib=train.x[:s.cfg.export.calib_samples],
+                     reference=reference, calib=train.x[:s.cfg.export.calib_samples],
                      workdir=s.workdir, labels=None if test.y is None else test.y[:n], options=s.cfg.export)
 
 

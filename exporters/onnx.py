@@ -52,6 +52,8 @@ def to_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, *, opset:
                                       dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
                                       training=torch.onnx.TrainingMode.PRESERVE)
             return {"exporter": how, "opset": _opset_of(path)}
+        except OSError:
+            raise  # disk full, read-only: the caller reports those, not as an export failure
         except Exception as e:  # noqa: BLE001 - each exporter fails in its own way; keep the reasons
             errors.append(f"{how}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     raise CompressError(f"ONNX export failed ({' | '.join(errors)}); check that the model's forward is "

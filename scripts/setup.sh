@@ -8,9 +8,13 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 VENV=$ROOT/.venv
 PY=${PYTHON:-python3}
-PIP="$VENV/bin/pip install --quiet --disable-pip-version-check -c $ROOT/constraints.txt"
+PIP="pip_quiet $VENV/bin/pip install --quiet --disable-pip-version-check -c $ROOT/constraints.txt"
 want_browser=0
 [[ "${1:-}" == "--browser" ]] && want_browser=1
+
+pip_quiet() {  # pip, minus this machine's noise about missing local index folders
+  "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+}
 
 stamp_ok() {  # stamp_ok NAME FILE... : true when .venv/.stamp-NAME is newer than every FILE
   local s="$VENV/.stamp-$1"; shift
@@ -44,7 +48,7 @@ if [[ $want_browser == 1 ]]; then
     # by exporters/tfjs.py, so the main environment keeps current TensorFlow.
     echo "setup: creating the TF.js converter environment (.venv-tfjs)"
     [[ -x "$ROOT/.venv-tfjs/bin/python" ]] || "$PY" -m venv "$ROOT/.venv-tfjs"
-    TPIP="$ROOT/.venv-tfjs/bin/pip install --quiet --disable-pip-version-check"
+    TPIP="pip_quiet $ROOT/.venv-tfjs/bin/pip install --quiet --disable-pip-version-check"
     $TPIP tensorflow-cpu==2.18.0
     $TPIP --no-deps tensorflowjs==4.22.0 tf-keras==2.18.0 tensorflow-hub==0.16.1 six importlib_resources \
       tensorflow-decision-forests==1.11.0 ydf==0.9.0
