@@ -78,3 +78,17 @@ def test_existing_output_needs_overwrite(teacher_files, tmp_path):
     r = run_cli(teacher_files["torchscript"], "--out", out)
     assert r.returncode == 2 and "--overwrite" in r.stderr
     assert (out / "keep.txt").read_text() == "keep"
+
+
+def test_nan_outputs_on_data_are_an_error(tmp_path):
+    import torch
+
+    class NaNOnData(torch.nn.Module):
+        def forward(self, x):
+            return torch.sqrt(-x).flatten(1)[:, :10]  # finite on zeros, NaN on real images
+
+    p = tmp_path / "nan.pt"
+    torch.jit.save(torch.jit.script(NaNOnData()), str(p))
+    r = run_cli(p, "--input-shape", "1,1,8,8", "--out", tmp_path / "out")
+    assert r.returncode == 2 and "NaN or Inf on the held-out data" in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()
