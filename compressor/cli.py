@@ -18,6 +18,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {}
 EPILOG = """other commands:
   compress demo [options]    run the whole job on the built-in digits teacher (no model needed)
   compress teacher FILE      write the built-in teacher (--format torchscript|pt2|state_dict|pickle)
+  compress bench OUT_DIR     time artifacts on cpu/mobile/browser targets; --save/--compare a CI baseline
 run `compress COMMAND --help` for each."""
 
 
@@ -82,8 +83,12 @@ def demo_main(argv: list[str]) -> int:
 
     console = Console(stderr=True)
     if not demo.teacher_path_cached():
-        with console.status("training the built-in digits teacher (once; cached) ..."):
-            demo.teacher_path()
+        from rich.progress import Progress
+
+        with Progress(console=console) as bar:
+            task = bar.add_task("training the built-in digits teacher (once; cached)", total=demo.EPOCHS)
+            demo.teacher_path(progress=lambda epoch, acc: bar.update(
+                task, advance=1, description=f"training the built-in teacher: val accuracy {acc:.3f}"))
     pipeline.run(config_from_args(a, "demo"), console)
     return 0
 
@@ -104,6 +109,13 @@ def teacher_main(argv: list[str]) -> int:
     demo.save_as(demo.teacher().module, a.file, a.format)
     print(a.file)
     return 0
+
+
+@command("bench")
+def bench_main(argv: list[str]) -> int:
+    from benchmarks.cli import main as bench
+
+    return bench(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

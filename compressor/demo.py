@@ -13,6 +13,7 @@ from .models import DigitsCNN
 from .train import accuracy, fit
 
 VERSION = "digits-cnn-w32-v1"  # bump when the recipe changes, so that caches are rebuilt
+EPOCHS = 30
 
 
 def cache_dir() -> Path:
@@ -21,7 +22,7 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def train_teacher(seed: int = 0, epochs: int = 30, progress=None) -> tuple[torch.nn.Module, float]:
+def train_teacher(seed: int = 0, epochs: int = EPOCHS, progress=None) -> tuple[torch.nn.Module, float]:
     """Train the demo teacher on the training split; returns it and its held-out test accuracy."""
     splits = datasets.split(datasets.load_digits(), seed=0)
     model = DigitsCNN(width=32)
