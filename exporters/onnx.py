@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import time
 import warnings
 from pathlib import Path
@@ -37,6 +38,8 @@ def to_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, *, opset:
         order = ["torchscript"]
     errors = []
     x = _example_batch(example)
+    # the dynamo exporter logs a warning per missing optional library (torchvision ops); not the user's concern
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     for how in order:
         try:
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
