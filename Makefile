@@ -10,7 +10,7 @@ setup:
 	@bash scripts/setup.sh --browser
 
 demo: setup
-	$(VENV)/bin/compress demo --target all --out $(DEMO_OUT) --overwrite
+	$(VENV)/bin/compress demo --target all --bench cpu,mobile,browser --out $(DEMO_OUT) --overwrite
 
 test: setup
 	$(PY) -m pytest -q

@@ -13,8 +13,9 @@ import functools
 import http.server
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .errors import CompressError
 
@@ -49,7 +50,7 @@ MIME = {".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/jav
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
     isolated = True
-    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **MIME}
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **MIME}  # noqa: RUF012
 
     def end_headers(self) -> None:
         if self.isolated:
@@ -60,7 +61,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         super().end_headers()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: a page load is dozens of requests
 
     def handle(self) -> None:
@@ -73,7 +74,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 @contextlib.contextmanager
 def serve(root: Path, *, isolated: bool = True) -> Iterator[str]:
     """Serve folder `root` on 127.0.0.1 (a free port); yields the base URL ending in '/'."""
-    root = Path(root)
+    root = Path(root).resolve()  # the handler resolves paths per request: never relative to a later cwd
     if not root.is_dir():
         raise CompressError(f"cannot serve {root}: not a folder")
     handler = type("Handler", (_Handler,), {"isolated": isolated})
@@ -106,7 +107,7 @@ def chromium(*, headless: bool = True) -> Iterator[Any]:
     with sync_playwright() as p:
         try:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=headless, args=flags)
-        except Exception as e:  # noqa: BLE001 - playwright raises its own Error types
+        except Exception as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CompressError(f"could not start {CHROMIUM} ({first}); run `make setup`") from e
         try:
@@ -137,3 +138,28 @@ def page_errors(page: Any) -> list[str]:
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     return errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m compressor.browser FOLDER`: serve a bundle on 127.0.0.1 with COOP/COEP until Ctrl-C."""
+    import sys
+    import time
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m compressor.browser FOLDER", file=sys.stderr)
+        return 2
+    try:
+        with serve(Path(args[0])) as url:
+            print(f"serving {args[0]} at {url} (cross-origin isolated); Ctrl-C stops", flush=True)
+            while True:
+                time.sleep(3600)
+    except CompressError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -34,8 +34,9 @@ def run_parser(prog: str = "compress", with_model: bool = True) -> argparse.Argu
                                 epilog=EPILOG if with_model else None,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     if with_model:
-        p.add_argument("model", help="TorchScript (.pt), torch.export program (.pt2), state_dict (with --arch), "
-                                     "or a pickled nn.Module (with --trust-model)")
+        p.add_argument("model", nargs="+", help="TorchScript (.pt), torch.export program (.pt2), state_dict (with "
+                       "--arch), or a pickled nn.Module (with --trust-model); several files: an ensemble of "
+                       "teachers (with --student)")
     p.add_argument("--target", default="onnx", help="onnx, tflite, tfjs, onnx-web, or all; comma-separated")
     p.add_argument("--out", default="out", help="output folder (written atomically)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
@@ -46,15 +47,42 @@ def run_parser(prog: str = "compress", with_model: bool = True) -> argparse.Argu
     p.add_argument("--calib", type=int, default=200, help="calibration samples for int8 (default 200)")
     p.add_argument("--layout", default="nchw", help="TFLite input layout: nchw (as PyTorch) or nhwc")
     p.add_argument("--tfjs-quant", help="TF.js weight quantization: float16, uint8, uint16")
+    p.add_argument("--bundle", help="browser bundle folder inside --out for tfjs/onnx-web (default web, web-ort)")
+    p.add_argument("--variants", default="", help="TFLite variants: float32,float16,dynamic-int8,int8,int16x8 "
+                                                  "(default: all but int16x8)")
     p.add_argument("--parity-samples", type=int, default=256, help="held-out samples used for parity checks")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bench", default="", help="benchmark the artifacts on: cpu, mobile, browser (comma-separated; "
+                                               "default off); writes report.html/report.md")
+    p.add_argument("--bench-bounds", default="demo", help="benchmark run bounds: quick, demo, default, thorough")
+    p.add_argument("--bench-device", default="pixel-7", help="emulated phone for --bench mobile (pixel-7, moto-g4 ...)")
+    from .distill.cli_args import add_arguments as add_distill_arguments
+
+    add_distill_arguments(p)
+    p.add_argument("--quantize", help="int8 (static, calibrated), fp16, dynamic (int8 weights) or qat "
+                                      "(quantization-aware fine-tuning); adds ONNX artifacts (see docs/quantization.md)")
+    p.add_argument("--calib-method", help="int8 calibration: minmax (default), entropy, percentile")
+    p.add_argument("--max-accuracy-drop", type=float, default=1.0,
+                   help="quantization accuracy budget in percentage points on the held-out split (default 1.0)")
     return p
 
 
-def config_from_args(a: argparse.Namespace, model: str):
+def quantize_from_args(a: argparse.Namespace):
+    if a.quantize is None:
+        if a.calib_method is not None:
+            raise CompressError("--calib-method needs --quantize int8")
+        return None
+    from .quantize.config import from_name
+
+    return from_name(a.quantize, calib_method=a.calib_method, calib_samples=a.calib,
+                     max_accuracy_drop=a.max_accuracy_drop)
+
+
+def config_from_args(a: argparse.Namespace, model: str, extra_teachers: tuple[str, ...] = ()):
     from exporters.base import ExportOptions
 
     from .config import RunConfig
+    from .distill.cli_args import from_args as distill_from_args
     from .loading import parse_shape
 
     return RunConfig(
@@ -62,7 +90,12 @@ def config_from_args(a: argparse.Namespace, model: str):
         data=a.data, arch=a.arch, trust_model=a.trust_model,
         input_shape=parse_shape(a.input_shape) if a.input_shape else None, seed=a.seed,
         parity_samples=a.parity_samples,
-        export=ExportOptions(calib_samples=a.calib, layout=a.layout, tfjs_quant=a.tfjs_quant),
+        bench=tuple(t.strip() for t in a.bench.split(",") if t.strip()), bench_bounds=a.bench_bounds,
+        bench_device=a.bench_device,
+        export=ExportOptions(calib_samples=a.calib, layout=a.layout, tfjs_quant=a.tfjs_quant, bundle=a.bundle,
+                             variants=tuple(v.strip() for v in a.variants.split(",") if v.strip())),
+        distill=distill_from_args(a, extra_teachers),
+        quantize=quantize_from_args(a),
     )
 
 
@@ -70,7 +103,7 @@ def run_main(argv: list[str]) -> int:
     a = run_parser().parse_args(argv)
     from . import pipeline
 
-    pipeline.run(config_from_args(a, a.model))
+    pipeline.run(config_from_args(a, a.model[0], tuple(a.model[1:])))
     return 0
 
 

@@ -14,7 +14,9 @@ from typing import Any, TypeVar
 
 from exporters.base import ExportOptions
 
+from .distill.config import DistillConfig
 from .errors import CompressError
+from .quantize.config import QuantConfig
 from .registry import check_choice
 
 C = TypeVar("C")
@@ -36,6 +38,13 @@ class RunConfig:
     seed: int = 0
     parity_samples: int = 256
     export: ExportOptions = field(default_factory=ExportOptions)
+    distill: DistillConfig | None = None  # None: export the model as given, no distillation
+    bench: tuple[str, ...] = ()  # benchmark targets after export (cpu, mobile, browser); empty: no benchmark
+    bench_bounds: str = "demo"  # benchmarks.harness.PRESETS name: quick, demo, default, thorough
+    bench_device: str = "pixel-7"  # emulated phone of the mobile target
+    # --quantize: StaticInt8 | DynamicInt8 | Fp16 | QAT (compressor.quantize); a name ("int8") is accepted too.
+    # In a YAML recipe a mapping here means StaticInt8's fields.
+    quantize: QuantConfig | None = None
 
     def __post_init__(self) -> None:
         import exporters
@@ -48,6 +57,16 @@ class RunConfig:
             raise CompressError("parity_samples must be at least 1")
         if self.export.calib_samples < 1:
             raise CompressError("--calib must be at least 1")
+        if isinstance(self.quantize, str):
+            from .quantize.config import from_name
+
+            object.__setattr__(self, "quantize", from_name(self.quantize))
+        if self.bench:
+            from benchmarks.harness import PRESETS
+            from benchmarks.targets import TargetOptions, expand
+
+            expand(self.bench, TargetOptions(device=self.bench_device))
+            check_choice("bench bounds preset", self.bench_bounds, tuple(PRESETS))
 
 
 def from_mapping(cls: type[C], data: Any, where: str = "recipe") -> C:

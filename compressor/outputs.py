@@ -82,6 +82,9 @@ def staged(out: Path, overwrite: bool = False) -> Iterator[Path]:
             if not _alive(_pid_of_tmp(stale)):
                 shutil.rmtree(stale, ignore_errors=True)  # a run killed earlier
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would hide a served bundle from the web server
         try:
             yield tmp
             publish(tmp, out)

@@ -58,6 +58,13 @@ def step_data(s: State) -> None:
     s.sections["teacher"] = describe(t, s.splits.test)
 
 
+def step_distill(s: State) -> None:
+    """Teacher(s) -> student when cfg.distill is set (compressor.distill); the student is then exported."""
+    from .distill.step import run as distill_step
+
+    distill_step(s)
+
+
 def describe(m: LoadedModel, test: datasets.Dataset) -> dict[str, Any]:
     from .train import accuracy
 
@@ -97,6 +104,25 @@ def step_export(s: State) -> None:
                             f"top-1 agreement {a.parity.top1_agreement:.4f}")
 
 
+def step_quantize(s: State) -> None:
+    """--quantize: quantized ONNX artifacts from the float one, within the accuracy budget (compressor.quantize)."""
+    if s.cfg.quantize is None:
+        return
+    from .quantize.step import run as quantize_step
+
+    quantize_step(s)
+
+
+def step_bench(s: State) -> None:
+    """Time every artifact on the --bench targets; writes bench.json and report.html/.md (benchmarks/)."""
+    if not s.cfg.bench:
+        return
+    from benchmarks.step import bench_step
+    from benchmarks.step import summary as bench_summary
+
+    s.sections["bench"] = bench_summary(bench_step(s, s.cfg.bench_bounds))
+
+
 def step_report(s: State) -> None:
     m = manifest.build(s.artifacts, s.workdir, **s.sections, step_seconds=s.seconds)
     manifest.write(m, s.workdir / "manifest.json")
@@ -107,13 +133,20 @@ Step = Callable[[State], None]
 STEPS: list[tuple[str, Step]] = [
     ("load", step_load),
     ("data", step_data),
+    ("distill", step_distill),
     ("export", step_export),
+    ("quantize", step_quantize),
+    ("bench", step_bench),
     ("report", step_report),
 ]
 
 
 def run(cfg: RunConfig, console: Console | None = None) -> dict[str, Any]:
     """Run every step; returns the manifest. The output folder appears only when all steps pass."""
+    from .distill import distributed
+
+    if distributed.is_worker():  # a rank > 0 under torchrun: help train the student, write nothing
+        return distributed.run_worker(cfg, STEPS)
     s = State(cfg, console or Console(stderr=True))
     with staged(Path(cfg.out), overwrite=cfg.overwrite) as tmp:
         s.workdir = tmp

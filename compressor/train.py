@@ -1,4 +1,5 @@
-"""Plain supervised training and evaluation, used for the built-in teacher."""
+"""Supervised training (the built-in teacher) and evaluation helpers; the loop itself is shared with
+distillation in compressor.distill.trainer."""
 from __future__ import annotations
 
 import numpy as np
@@ -32,24 +33,19 @@ def accuracy(model: nn.Module, data: Dataset) -> float:
 
 def fit(model: nn.Module, train: Dataset, val: Dataset, *, epochs: int = 20, lr: float = 3e-3,
         batch: int = 64, seed: int = 0, on_epoch=None) -> nn.Module:
-    """Cross-entropy training with Adam and a cosine schedule; keeps the best epoch on `val`."""
-    gen = seed_everything(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
-    x, y = torch.from_numpy(train.x), torch.from_numpy(train.y)
-    best, best_state = -1.0, None
-    for epoch in range(epochs):
-        model.train()
-        for idx in torch.randperm(len(x), generator=gen).split(batch):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-        sched.step()
-        acc = accuracy(model, val)
-        if acc > best:
-            best, best_state = acc, {k: v.clone() for k, v in model.state_dict().items()}
-        if on_epoch:
-            on_epoch(epoch, acc)
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    """Cross-entropy training with AdamW and a cosine schedule; keeps the best epoch on `val`.
+
+    The same loop as distillation (compressor.distill.trainer) with the "labels" method alone.
+    """
+    from .distill.config import DistillConfig
+    from .distill.methods import DistillModule, Labels, Setup
+    from .distill.trainer import TrainData
+    from .distill.trainer import train as run_loop
+
+    if train.y is None or val.y is None:
+        raise ValueError("fit needs labelled training and validation data")
+    cfg = DistillConfig(methods=("labels",), alpha=1.0, epochs=epochs, lr=lr, batch_size=batch, seed=seed)
+    example = torch.from_numpy(train.x[:1])
+    dm = DistillModule(model, {"labels": Labels(Setup(cfg, None, model, example, len(train)))}, cfg, labelled=True)
+    run_loop(dm, TrainData(train.x, train.y, val.x, val.y), cfg, None, on_epoch=on_epoch)
     return model.eval()

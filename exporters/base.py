@@ -82,6 +82,13 @@ class ExportOptions:
     layout: str = "nchw"  # nchw keeps PyTorch's layout at the I/O; nhwc for TFLite-native inputs
     tfjs_quant: str | None = None  # float16 | uint8 | uint16
     variants: tuple[str, ...] = ()  # empty: the exporter's default set
+    bundle: str | None = None  # browser bundle folder inside --out; None: "web" (tfjs), "web-ort" (onnx-web)
+
+    def __post_init__(self) -> None:
+        if self.bundle is not None:
+            parts = Path(self.bundle).parts
+            if not parts or Path(self.bundle).is_absolute() or ".." in parts:
+                raise CompressError(f"--bundle {self.bundle!r} must be a folder name inside --out, like web")
 
 
 @dataclass

@@ -54,6 +54,7 @@ def to_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, *, opset:
                                       input_names=["input"], output_names=["output"],
                                       dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
                                       training=torch.onnx.TrainingMode.PRESERVE)
+            _inline_weights(path)
             return {"exporter": how, "opset": _opset_of(path)}
         except OSError:
             raise  # disk full, read-only: the caller reports those, not as an export failure
@@ -61,6 +62,23 @@ def to_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, *, opset:
             errors.append(f"{how}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
     raise CompressError(f"ONNX export failed ({' | '.join(errors)}); check that the model's forward is "
                         "traceable (no data-dependent Python control flow)")
+
+
+def _inline_weights(path: Path) -> None:
+    """One self-contained file: the dynamo exporter writes weights beside the graph (PATH.data),
+    which runtimes such as onnxruntime-web would have to be told about. Models here are far below
+    protobuf's 2 GB limit."""
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+    m = onnx.load(str(path), load_external_data=False)
+    files = {ExternalDataInfo(t).location for t in m.graph.initializer if uses_external_data(t)}
+    if not files:
+        return
+    m = onnx.load(str(path), load_external_data=True)
+    onnx.save(m, str(path), save_as_external_data=False)
+    for name in files:
+        (path.parent / name).unlink(missing_ok=True)
 
 
 def _opset_of(path: Path) -> int:

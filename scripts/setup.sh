@@ -34,6 +34,7 @@ if ! stamp_ok python scripts/setup.sh constraints.txt pyproject.toml; then
   # torch first, from the local CPU wheel, before anything can ask for it.
   $PIP torch==2.13.0
   $PIP onnx==1.23.2 onnxruntime==1.31.1 onnxscript==0.7.2
+  $PIP torchao==0.18.0  # PT2E QAT (compressor/quantize/qat.py); no dependencies of its own
   $PIP tensorflow==2.21.0 tf-keras==2.21.0 ai-edge-litert==2.3.0
   $PIP onnx-graphsurgeon==0.6.1 sng4onnx==2.0.1 psutil==7.2.2 onnxsim==0.4.36
   # onnx2tf's own pins would downgrade tensorflow to 2.19: its runtime needs are installed above.

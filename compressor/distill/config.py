@@ -18,9 +18,14 @@ METHODS.add("dkd", "compressor.distill.methods:DKD")  # Zhao et al. 2022
 METHODS.add("hint", "compressor.distill.methods:Hint")  # FitNets, Romero et al. 2015
 METHODS.add("crd", "compressor.distill.methods:CRD")  # Tian et al. 2019
 
+# weights used when none are given: CRD's loss (InfoNCE both ways, ~2 log K at the start) would
+# otherwise swamp the others; 0.2 keeps it the junior term, as its paper's beta = 0.8 does beside CE
+DEFAULT_WEIGHTS = {"crd": 0.2}
+
 ENSEMBLE_MEANS = ("arithmetic", "geometric")
 RATIO_OF = ("params", "macs")
 AUGMENTS = ("none", "shift")
+STUDENT_INITS = ("teacher", "random")
 
 
 @dataclass(frozen=True)
@@ -28,11 +33,12 @@ class DistillConfig:
     student: str = "auto"  # "auto" (pruned from the teacher) or a model file
     ratio: float = 0.25  # --student auto: fraction of the teacher's parameters (or MACs) kept
     ratio_of: str = "params"
+    student_init: str = "teacher"  # --student auto: start from the teacher's surviving weights, or "random"
     student_arch: str | None = None  # package.module:Class when the student file is a state_dict
     teachers: tuple[str, ...] = ()  # extra teacher files: with the main model, an ensemble
     ensemble_mean: str = "arithmetic"
     methods: tuple[str, ...] = ("kd",)
-    weights: tuple[float, ...] = ()  # one per method; empty: 1 each
+    weights: tuple[float, ...] = ()  # one per method; empty: DEFAULT_WEIGHTS, else 1 each
     temperature: float = 4.0
     alpha: float = 0.5  # weight of the hard-label loss; (1 - alpha) goes to the distillation terms
     hints: tuple[str, ...] = ()  # "teacher_layer:student_layer"
@@ -71,6 +77,7 @@ class DistillConfig:
         check_choice("ensemble mean", self.ensemble_mean, ENSEMBLE_MEANS)
         check_choice("ratio basis", self.ratio_of, RATIO_OF)
         check_choice("augmentation", self.augment, AUGMENTS)
+        check_choice("student initialisation", self.student_init, STUDENT_INITS)
         if not self.student:
             raise CompressError("--student must be 'auto' or a model file")
         if not 0.0 < self.ratio <= 1.0:
@@ -96,9 +103,9 @@ class DistillConfig:
             raise CompressError("lr and crd_temperature must be > 0, crd_momentum in [0, 1)")
 
     def method_weights(self) -> dict[str, float]:
-        return dict(zip(self.methods, self.weights or (1.0,) * len(self.methods)))
+        return dict(zip(self.methods, self.weights or tuple(DEFAULT_WEIGHTS.get(m, 1.0) for m in self.methods)))
 
-    def replace(self, **changes) -> "DistillConfig":
+    def replace(self, **changes) -> DistillConfig:
         return dataclasses.replace(self, **changes)
 
 

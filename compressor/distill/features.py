@@ -6,7 +6,7 @@ penultimate representation, the input of the last Linear layer).
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn

@@ -46,7 +46,7 @@ def dkd_loss(student_logits: torch.Tensor, target_logp: torch.Tensor, target: to
     TCKD compares the binary (target, rest) split; NCKD compares the distributions over the
     non-target classes, each renormalised, so the teacher's "dark knowledge" is weighted on its own.
     """
-    n, c = student_logits.shape
+    c = student_logits.shape[1]
     gt = F.one_hot(target, c).bool()
     s_logp = F.log_softmax(student_logits / temperature, dim=1)
     t_logp = target_logp

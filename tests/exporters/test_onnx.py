@@ -36,6 +36,7 @@ def test_both_exporters_and_dynamic_batch(tmp_path, exporter):
     m = DigitsMLP().eval()
     info = onnx_exporter.to_onnx(m, torch.zeros(1, 1, 8, 8), tmp_path / "m.onnx", exporter=exporter)
     assert info["exporter"] == exporter
+    assert [f.name for f in tmp_path.iterdir()] == ["m.onnx"]  # weights inside, no external .data file
     x = np.random.rand(7, 1, 8, 8).astype(np.float32)
     out = onnx_exporter.run(tmp_path / "m.onnx", x)
     np.testing.assert_allclose(out, m(torch.from_numpy(x)).detach().numpy(), atol=1e-5)

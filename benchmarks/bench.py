@@ -1,0 +1,277 @@
+"""Run a benchmark: every artifact on every setting of the chosen targets, one fresh process or page each.
+
+The result (bench.json) holds machine info, the bounds, per-artifact facts (size, gzip size,
+parameters, MACs, accuracy) and one row per (artifact, setting): the summary statistics, raw
+samples, load/first-inference times, throughput at batch 1 and at a larger batch, peak memory,
+achieved GFLOP/s and parity against the reference. A browser row only counts with parity.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+from rich.console import Console
+
+from compressor.errors import CompressError
+from compressor.registry import check_choice
+
+from . import stats
+from .discover import Item, canonical_shape, to_layout
+from .files import sizes
+from .harness import PRESETS, Bounds, Job, run_isolated
+from .targets import Setting, TargetOptions, expand
+
+Reference = Callable[[np.ndarray], np.ndarray]  # canonical-layout inputs -> outputs
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    targets: tuple[str, ...] = ("cpu",)
+    bounds: Bounds = PRESETS["default"]
+    target_options: TargetOptions = field(default_factory=TargetOptions)
+    parity_samples: int = 16
+    seed: int = 0
+    peak: bool = True  # measure the matmul peak (skipped in quick tests)
+    only: tuple[str, ...] = ()  # keep only these setting names (e.g. the 1-thread rows a CI gate uses)
+    repeats: int = 1  # fresh processes/pages per row; >= 5 lets the gate test per-process medians
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1:
+            raise CompressError("--repeats must be at least 1")
+
+    def settings(self) -> list[Setting]:
+        all_ = expand(self.targets, self.target_options)
+        for name in self.only:
+            check_choice("setting", name, [s.name for s in all_])
+        return [s for s in all_ if not self.only or s.name in self.only]
+
+
+def parity_rule(variant: str, ref: np.ndarray) -> tuple[float | None, float]:
+    """(max |Δ| allowed or None, min top-1 agreement) for outputs of a variant against the reference.
+
+    float32 variants must match closely (browser kernels reorder sums); quantized ones are judged on
+    top-1 agreement, loosely, because timing inputs may be random rather than real data.
+    """
+    if variant in ("float32", "file"):
+        return 1e-3 * max(1.0, float(np.abs(ref).max())), 0.99
+    return None, 0.9
+
+
+def parity(outputs: Any, ref: np.ndarray, variant: str) -> dict[str, Any]:
+    out = np.asarray(outputs, dtype=np.float64).reshape(ref.shape)
+    diff = np.abs(out - ref)
+    top1 = float((out.reshape(len(out), -1).argmax(1) == ref.reshape(len(ref), -1).argmax(1)).mean())
+    max_abs, min_top1 = parity_rule(variant, ref)
+    ok = bool(np.isfinite(diff.max()) and top1 >= min_top1 and (max_abs is None or diff.max() <= max_abs))
+    return {"n_samples": len(out), "max_abs_diff": float(diff.max()), "top1_agreement": top1,
+            "max_abs_threshold": max_abs, "min_top1_agreement": min_top1, "passed": ok}
+
+
+def item_facts(it: Item, macs: dict[str, int]) -> dict[str, Any]:
+    facts = {"name": it.name, "path": str(it.path), "format": it.format, "variant": it.variant,
+             "input_shape": list(it.input_shape), "input_dtype": it.input_dtype,
+             **sizes(it.path, it.format), **macs, **it.info}
+    return facts
+
+
+def family_reference(it: Item, fallback: Reference | None) -> tuple[Reference | None, str]:
+    """Without PyTorch: an ONNX or TFLite artifact is checked against the same file on the CPU runtime
+    (its own family: same quantization, so random timing inputs are fair), TF.js against the float32
+    ONNX model it was converted from."""
+    if it.format == "onnx":
+        from exporters.onnx import run as ort_run
+
+        return (lambda x: ort_run(it.path, x)), "same artifact in onnxruntime (CPU)"
+    if it.format == "tflite":
+        from .runners.litert import Session
+
+        def tfl(x: np.ndarray) -> np.ndarray:
+            s = Session(it.path, 1)
+            return np.concatenate([s.run(x[i:i + 1]) for i in range(len(x))])
+        return tfl, "same artifact in the LiteRT interpreter (CPU)"
+    return fallback, "float32 ONNX model in onnxruntime (CPU)" if fallback else "none"
+
+
+def onnx_reference(items: list[Item]) -> Reference | None:
+    """Outputs of the float32 ONNX artifact in ONNX Runtime: the root the other formats convert from."""
+    from exporters.onnx import run
+
+    onnx = [it for it in items if it.format == "onnx" and it.variant in ("float32", "file")]
+    return (lambda x: run(onnx[0].path, x)) if onnx else None
+
+
+def _row_from(setting: Setting, it: Item, res: dict[str, Any], facts: dict[str, Any],
+              ref_out: np.ndarray | None) -> dict[str, Any]:
+    row: dict[str, Any] = {"artifact": it.name, "format": it.format, "variant": it.variant,
+                           "target": setting.target, "setting": setting.name, "reference": setting.reference,
+                           "config": {k: v for k, v in asdict(setting).items() if v not in (None, False)}}
+    if "error" in res:
+        return {**row, "error": res["error"], "counted": False}
+    samples = res.pop("samples_ms")
+    s = stats.summarize(samples)
+    outputs = res.pop("outputs", None)
+    row.update(res)
+    row["summary_ms"] = s
+    row["samples_ms"] = samples
+    row["throughput_per_s"] = {"batch_1": 1e3 / s["median"]}
+    bs = res.get("batch_samples_ms")
+    if bs:
+        row["throughput_per_s"][f"batch_{res['batch']}"] = 1e3 * res["batch"] / float(np.median(bs))
+    if facts.get("macs"):
+        row["gflops"] = 2 * facts["macs"] / (s["median"] / 1e3) / 1e9
+    row["parity"] = parity(outputs, ref_out, it.variant) if outputs is not None and ref_out is not None else None
+    # a browser number only counts with parity; native rows too when a reference exists
+    row["counted"] = bool(row["parity"] and row["parity"]["passed"]) if setting.browser else \
+        (row["parity"] is None or row["parity"]["passed"])
+    return row
+
+
+def plan(items: list[Item], settings: list[Setting]) -> list[tuple[Setting, Item]]:
+    return [(s, it) for s in settings for it in items if it.format in s.formats]
+
+
+def run(items: list[Item], opts: BenchOptions, *, reference: Reference | None = None,
+        parity_inputs: np.ndarray | None = None, console: Console | None = None,
+        extra: dict[str, Any] | None = None, model_counts: dict[str, int] | None = None,
+        references: dict[str, Reference] | None = None) -> dict[str, Any]:
+    """Benchmark `items` on the settings of opts.targets; returns the result document (bench.json)."""
+    from . import machine
+    from .macs import count
+
+    console = console or Console(stderr=True)
+    settings = opts.settings()
+    todo = plan(items, settings)
+    canon = canonical_shape(items)
+    onnx = next((it for it in items if it.format == "onnx"), None)
+    macs = model_counts or (count(onnx.path) if onnx else {})
+    facts = {it.name: item_facts(it, macs) for it in items}
+    fallback = onnx_reference(items)
+    rng = np.random.default_rng(opts.seed)
+    if parity_inputs is None:
+        parity_inputs = rng.standard_normal((opts.parity_samples, *canon[1:])).astype(np.float32)
+    refs: dict[str, tuple[np.ndarray | None, str]] = {}
+    for it in items:
+        if references and it.name in references:  # e.g. the teacher's row: checked against the teacher
+            fn, kind = references[it.name], "pytorch"
+        else:
+            fn, kind = (reference, "pytorch") if reference else family_reference(it, fallback)
+        xs = to_layout(parity_inputs, it.input_shape) if fn is not None and it.format in ("onnx", "tflite") \
+            and not reference else parity_inputs
+        try:
+            refs[it.name] = (fn(xs) if fn is not None and xs is not None else None, kind)
+        except Exception as e:
+            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise CompressError(f"the parity reference for {it.name} could not run ({first}); check that the "
+                                "artifact loads in its runtime") from e
+    rows: list[dict[str, Any]] = []
+    with console.status("measuring the matmul peak ..."):
+        mach = machine.info(peak=opts.peak)
+    results: list[list[dict[str, Any]]] = [[] for _ in todo]
+    with tempfile.TemporaryDirectory(prefix="compress-bench-") as tmp, _Browsers(todo) as browsers:
+        # repeats go round the whole plan, so a slow spell of the neighbours hits every row alike
+        for rep in range(opts.repeats):
+            for i, (setting, it) in enumerate(todo):
+                xs = to_layout(parity_inputs, it.input_shape) if rep == 0 else None
+                label = f"[{i + 1}/{len(todo)}] {it.name} on {setting.target}/{setting.name}" + \
+                    (f" (repeat {rep + 1}/{opts.repeats})" if opts.repeats > 1 else "")
+                load = os.getloadavg()[0]  # the neighbours' load, to read multi-thread rows by
+                with console.status(label + " ..."):
+                    res = measure_one(setting, it, opts, browsers, Path(tmp), xs)
+                res["load_avg_1m"] = round(load, 2)
+                results[i].append(res)
+        for i, (setting, it) in enumerate(todo):
+            res = merge(results[i])
+            xs = to_layout(parity_inputs, it.input_shape)
+            label = f"[{i + 1}/{len(todo)}] {it.name} on {setting.target}/{setting.name}"
+            ref_out, kind = refs[it.name]
+            row = _row_from(setting, it, res, facts[it.name], ref_out if xs is not None else None)
+            row["parity_reference"] = kind
+            rows.append(row)
+            console.print(_line(label, row))
+    return {"schema": 1, "kind": "edge-compress bench",
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "machine": mach, "bounds": asdict(opts.bounds), "targets": list(opts.targets),
+            "target_options": asdict(opts.target_options),
+            "statistics": {"summary": "median, IQR, p90, min; 95% percentile-bootstrap CI of the median",
+                           "gate": stats.TEST_PROCESS if opts.repeats >= stats.MIN_PROCESSES
+                           else stats.TEST_SAMPLES},
+            "repeats": opts.repeats,
+            "parity_reference": "pytorch (real held-out inputs)" if reference
+            else "per row: ONNX/TFLite against the same file on the CPU, TF.js against the float32 ONNX model",
+            "artifacts": list(facts.values()), "rows": rows, **(extra or {})}
+
+
+def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Results of one row from several fresh processes: samples pooled, per-process medians kept."""
+    ok = [r for r in results if "error" not in r]
+    if not ok:
+        return results[0]
+    out = dict(ok[0])
+    out["samples_ms"] = [x for r in ok for x in r["samples_ms"]]
+    out["process_medians_ms"] = [float(np.median(r["samples_ms"])) for r in ok]
+    if len(ok) > 1:
+        out["batch_samples_ms"] = [x for r in ok for x in r.get("batch_samples_ms", [])] or None
+        for k in ("load_ms", "first_ms", "load_avg_1m"):
+            out[k] = float(np.median([r[k] for r in ok if k in r]))
+        for k in ("peak_rss_bytes", "peak_js_heap_bytes"):
+            vals = [r[k] for r in ok if r.get(k)]
+            if vals:
+                out[k] = max(vals)
+    if len(ok) < len(results):
+        out["failed_repeats"] = [r["error"] for r in results if "error" in r]
+    return out
+
+
+def measure_one(setting: Setting, it: Item, opts: BenchOptions, browsers: _Browsers, tmp: Path,
+                xs: np.ndarray | None) -> dict[str, Any]:
+    """One measurement: a fresh page in the shared Chromium, or a fresh worker process."""
+    if setting.browser:
+        return browsers.get().measure(setting, it.path, it.input_shape, it.input_dtype, opts.bounds, xs,
+                                      seed=opts.seed)
+    npy = None
+    if xs is not None:
+        npy = str(tmp / f"parity-{abs(hash((setting.name, it.name)))}.npy")
+        np.save(npy, xs.astype(it.input_dtype))
+    return run_isolated(Job(setting.runner, str(it.path), it.input_shape, it.input_dtype, opts.bounds,
+                            threads=setting.threads, pin_core=setting.pin_core, mem_cap_mb=setting.mem_cap_mb,
+                            parity_inputs=npy, seed=opts.seed))
+
+
+def _line(label: str, row: dict[str, Any]) -> str:
+    if "error" in row:
+        return f"[yellow]![/] {label}: {row['error']}"
+    s, p = row["summary_ms"], row.get("parity")
+    par = "" if p is None else (f", parity {'ok' if p['passed'] else '[red]FAIL[/]'} "
+                                f"(max|Δ| {p['max_abs_diff']:.1e})")
+    mark = "[green]✓[/]" if row["counted"] else "[red]✗[/]"
+    return f"{mark} {label}: median {s['median']:.3f} ms (IQR {s['iqr']:.3f}, n={s['n']}){par}"
+
+
+class _Browsers:
+    """Starts Chromium lazily, once, only if some setting needs it."""
+
+    def __init__(self, todo: list[tuple[Setting, Item]]) -> None:
+        self.needed = any(s.browser for s, _ in todo)
+        self._cm = None
+        self._b = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def get(self):
+        if self._b is None:
+            from .runners import browser
+
+            self._cm = browser.session()
+            self._b = self._cm.__enter__()
+        return self._b
+
+    def __exit__(self, *exc: object) -> None:
+        if self._cm is not None:
+            self._cm.__exit__(*exc)

@@ -1,0 +1,126 @@
+"""`compress bench`: argument parsing and the command's logic (compressor/cli.py only registers it).
+
+    compress bench OUT_DIR_OR_FILES --targets cpu,mobile,browser --save baseline.json
+    compress bench OUT_DIR --compare baseline.json --fail-slower 10% --fail-larger 5% --max-accuracy-drop 1.0
+    compress bench --ab A B --fail-slower 10%          (interleaved A B A B ..., gates on B/A)
+Exit status: 0 ok, 1 a gate failed, 2 bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from compressor.errors import CompressError
+
+from .harness import PRESETS, Bounds
+
+EPILOG = """gate: latency fails only when the slowdown exceeds --fail-slower AND a one-sided Mann-Whitney U test
+(current vs baseline x (1 + threshold), --alpha) says so; the table shows ratios of medians with 95%
+bootstrap intervals. Devices (--device): see benchmarks/targets.py; --cpu-throttle 4 = DevTools mid-tier."""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="compress bench", description="Benchmark artifacts; optionally gate on a "
+                                "baseline.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="*", type=Path, help="an output folder (with manifest.json) or artifact files")
+    p.add_argument("--targets", default="cpu", help="cpu, mobile, browser or all; comma-separated (default cpu)")
+    p.add_argument("--save", type=Path, help="write the results as a baseline JSON")
+    p.add_argument("--compare", type=Path, help="baseline JSON to gate against")
+    p.add_argument("--fail-slower", help="fail when significantly slower by more than this, e.g. 10%%")
+    p.add_argument("--fail-larger", help="fail when an artifact grew by more than this, e.g. 5%%")
+    p.add_argument("--max-accuracy-drop", type=float, help="fail when accuracy drops by more points than this")
+    p.add_argument("--alpha", type=float, default=0.01, help="significance level of the latency test (0.01)")
+    p.add_argument("--ab", nargs=2, type=Path, metavar=("A", "B"), help="interleave A and B and gate on B/A")
+    p.add_argument("--rounds", type=int, default=5, help="A/B rounds (default 5; >= 5 for a per-process test)")
+    p.add_argument("--repeats", type=int, default=1, help="fresh processes per row (>= 5: the gate tests "
+                   "per-process medians; default 1)")
+    p.add_argument("--only", default="", help="keep only these settings, e.g. onnxruntime-1t,litert-1t")
+    p.add_argument("--device", default="pixel-7", help="emulated phone for the mobile target (default pixel-7)")
+    p.add_argument("--cpu-throttle", type=float, help="CDP CPU throttling rate (default: the device's: 4 or 6)")
+    p.add_argument("--mem-cap-mb", type=int, default=512, help="memory cap of the mobile LiteRT run (512)")
+    p.add_argument("--backends", default="wasm,webgl,cpu", help="TF.js backends for the browser target")
+    p.add_argument("--bounds", default="default", help=f"preset: {', '.join(PRESETS)}")
+    for name, kind in (("warmup-runs", int), ("warmup-seconds", float), ("min-runs", int), ("min-seconds", float),
+                       ("max-seconds", float), ("batch", int), ("max-runs", int)):
+        p.add_argument(f"--{name}", type=kind, help="override the preset's value")
+    p.add_argument("--report", type=Path, help="folder for bench.json, report.html and report.md "
+                   "(default: the output folder given, if one)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def bounds_from(a: argparse.Namespace) -> Bounds:
+    from compressor.registry import check_choice
+
+    check_choice("bounds preset", a.bounds, tuple(PRESETS))
+    over = {k: getattr(a, k) for k in ("warmup_runs", "warmup_seconds", "min_runs", "min_seconds", "max_seconds",
+                                       "batch", "max_runs") if getattr(a, k) is not None}
+    return replace(PRESETS[a.bounds], **over)
+
+
+def main(argv: list[str]) -> int:
+    a = parser().parse_args(argv)
+    from rich.console import Console
+
+    from .bench import BenchOptions
+    from .gate import Budget, parse_percent
+    from .targets import TargetOptions, expand
+
+    console = Console(stderr=True)
+    topts = TargetOptions(device=a.device, cpu_throttle=a.cpu_throttle, mem_cap_mb=a.mem_cap_mb,
+                          browser_backends=tuple(b.strip() for b in a.backends.split(",") if b.strip()))
+    targets = tuple(t.strip() for t in a.targets.split(","))
+    expand(targets, topts)  # unknown target/device names fail here, before any work
+    opts = BenchOptions(targets=targets, bounds=bounds_from(a), target_options=topts, seed=a.seed,
+                        only=tuple(s.strip() for s in a.only.split(",") if s.strip()), repeats=a.repeats)
+    opts.settings()
+    budget = Budget(fail_slower=parse_percent(a.fail_slower, "--fail-slower") if a.fail_slower else None,
+                    fail_larger=parse_percent(a.fail_larger, "--fail-larger") if a.fail_larger else None,
+                    max_accuracy_drop=a.max_accuracy_drop, alpha=a.alpha)
+    if a.ab:
+        return _ab(a, opts, budget, console)
+    if not a.paths:
+        raise CompressError("give an output folder or artifact files to benchmark (or --ab A B)")
+    for p in a.paths:
+        if not p.exists():
+            raise CompressError(f"{p} does not exist")
+    baseline = None
+    if a.compare:
+        from .gate import load
+
+        baseline = load(a.compare)  # read it first: a bad baseline should fail before minutes of timing
+    from . import bench, discover, gate, report
+
+    items, manifest = discover.discover(a.paths)
+    if not items:
+        raise CompressError(f"nothing to benchmark in {', '.join(map(str, a.paths))}")
+    result = bench.run(items, opts, console=console, extra=report.sections_from(manifest))
+    out = a.report or (a.paths[0] if len(a.paths) == 1 and a.paths[0].is_dir() else None)
+    if a.save:
+        gate.save(result, a.save)
+        console.print(f"baseline written to {a.save}")
+    g = gate.compare(baseline, result, budget) if baseline else gate.accuracy_vs_export(result, budget)
+    result["gate"] = g.to_dict()
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "bench.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+        report.write(result, out)
+        console.print(f"report: {out / 'report.html'}, {out / 'report.md'}")
+    print(report.markdown_table(result))
+    if baseline or g.accuracy:
+        gate.print_gate(g, console)
+    return 1 if g.failed else 0
+
+
+def _ab(a: argparse.Namespace, opts, budget, console) -> int:
+    from . import ab, gate
+
+    if a.paths or a.compare:
+        raise CompressError("--ab A B takes no other paths and no --compare")
+    doc, g = ab.run(ab.pair([a.ab[0]], [a.ab[1]]), opts, budget, rounds=a.rounds, console=console)
+    if a.save:
+        gate.save(doc, a.save)
+    gate.print_gate(g, console, title="A/B interleaved: B vs A", sides=("A", "B"))
+    return 1 if g.failed else 0

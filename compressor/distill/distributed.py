@@ -1,0 +1,119 @@
+"""Running under `torchrun --nproc-per-node N`: process group, sharding helpers, rank-0-only work.
+
+torchrun sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT. Every rank runs the
+same pipeline up to distillation; rank 0 alone writes the cache, checkpoints and the output
+folder, the others help with the gradient and stop after distillation.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+def world() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_worker() -> bool:
+    """A rank other than 0 of a torchrun job: it trains but writes nothing."""
+    return world() > 1 and rank() != 0
+
+
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def setup() -> None:
+    """Join the process group once (gloo on CPU, nccl where CUDA exists); no-op for a single process."""
+    if world() > 1 and not active():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+
+
+def teardown() -> None:
+    if active():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if active():
+        dist.barrier()
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's value on every rank."""
+    if not active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def sync_buffers(module: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (batch-norm statistics) everywhere, so every rank validates the same model."""
+    if active():
+        for b in module.buffers():
+            dist.broadcast(b, src=0)
+
+
+def sum_over_ranks(*values: float) -> tuple[float, ...]:
+    if not active():
+        return values
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return tuple(t.tolist())
+
+
+def gather_rows(t: torch.Tensor) -> torch.Tensor:
+    """Concatenate a tensor's rows from every rank (shards may differ by one row)."""
+    if not active():
+        return t
+    n = torch.tensor([len(t)])
+    sizes = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, n)
+    top = int(max(s.item() for s in sizes))
+    pad = torch.zeros((top - len(t), *t.shape[1:]), dtype=t.dtype)
+    parts = [torch.zeros((top, *t.shape[1:]), dtype=t.dtype) for _ in sizes]
+    dist.all_gather(parts, torch.cat([t, pad]))
+    return torch.cat([p[:int(s.item())] for p, s in zip(parts, sizes)])
+
+
+def shard(idx: torch.Tensor) -> torch.Tensor:
+    """This rank's part of a global batch: the same global order as one process, split round-robin."""
+    return idx[rank()::world()] if active() else idx
+
+
+def wrap(module: torch.nn.Module) -> torch.nn.Module:
+    if not active():
+        return module
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return DDP(module)
+
+
+def run_worker(cfg: Any, steps: list[tuple[str, Callable]], console: Any = None) -> dict[str, Any]:
+    """What a non-zero rank runs instead of the pipeline: load, data and distillation, writing nothing."""
+    import tempfile
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from ..pipeline import State
+
+    s = State(cfg, console or Console(stderr=True, quiet=True))
+    with tempfile.TemporaryDirectory(prefix="compress-rank") as tmp:
+        s.workdir = Path(tmp)
+        for name, step in steps:
+            step(s)
+            if name == "distill":
+                break
+    return {}

@@ -1,0 +1,183 @@
+"""distill(): teacher(s) -> (assistants ->) student, as a sequence of ordinary training stages.
+
+TAKD (Mirzadeh et al. 2019) with --assistants N: stage k distils the previous stage's model into
+one with ratio**(k/(N+1)) of the teacher's size; the last stage makes the student. Each stage
+has its own checkpoint folder and, once finished, a done.pt, so --resume skips finished stages.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from torch import nn
+
+from .. import data as datasets
+from ..errors import CompressError
+from ..loading import LoadedModel, load_model
+from . import distributed as dd
+from . import students, targets
+from .config import DistillConfig
+from .methods import DistillModule, Setup, build
+from .trainer import Checkpoints, Result, TrainData, train
+from .ui import Bar
+
+RUNS_DIR = ".compress-runs"
+_NOT_IN_FINGERPRINT = ("resume", "checkpoint_dir", "cache", "cache_dir")  # do not change the result
+
+
+@dataclass
+class Outcome:
+    student: nn.Module
+    teachers: list[LoadedModel]
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    run_dir: str = ""
+    cache_keys: list[str] = field(default_factory=list)
+
+
+def load_teachers(main: LoadedModel, cfg: DistillConfig, arch: str | None, trust: bool) -> list[LoadedModel]:
+    out = [main]
+    for path in cfg.teachers:
+        t = load_model(path, arch=arch, trust_model=trust, input_shape=main.input_shape)
+        if t.num_outputs != main.num_outputs:
+            raise CompressError(f"teacher {path} has {t.num_outputs} outputs but {main.source} has "
+                                f"{main.num_outputs}; ensemble members must predict the same classes")
+        out.append(t)
+    return out
+
+
+def training_data(splits: datasets.Splits, cfg: DistillConfig, teacher: LoadedModel,
+                  ensemble: list[nn.Module]) -> TrainData:
+    tr = splits.train
+    x, y = tr.x, tr.y if tr.y is not None else np.full(len(tr), -1, np.int64)
+    if cfg.unlabeled:
+        extra = datasets.load(cfg.unlabeled, channels=teacher.input_shape[1] if len(teacher.input_shape) == 4
+                              else None)
+        datasets.check_fits(extra, teacher.input_shape, None)
+        x = np.concatenate([x, extra.x.astype(x.dtype)])
+        y = np.concatenate([y, np.full(len(extra), -1, np.int64)])  # their labels, if any, are not used
+    if (y < 0).all() and "labels" in cfg.methods:
+        raise CompressError("method 'labels' needs labelled data, but the training data has no labels; "
+                            "use kd (the teacher's predictions are then the only targets)")
+    val = splits.val
+    if val.y is not None:
+        val_y = val.y
+    else:  # no labels anywhere: validate on agreement with the (ensemble) teacher
+        val_y = sum(torch.softmax(torch.from_numpy(targets.outputs(t, val.x, [])["logits"]), 1)
+                    for t in ensemble).argmax(1).numpy()
+    return TrainData(x, y, val.x, val_y)
+
+
+def _fingerprint(cfg: DistillConfig, data: TrainData, teacher_shas: list[str], stage: int,
+                 student: nn.Module) -> str:
+    opts = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_IN_FINGERPRINT}
+    h = hashlib.sha256(json.dumps({"opts": opts, "teachers": teacher_shas, "stage": stage,
+                                   "student": targets.module_hash(student)}, default=str).encode())
+    for a in (data.x, data.y, data.val_x, data.val_y):
+        h.update(targets.cache.data_hash(a).encode())
+    return h.hexdigest()
+
+
+def run_dir(cfg: DistillConfig, teacher_shas: list[str], data: TrainData) -> Path:
+    if cfg.checkpoint_dir:
+        return Path(cfg.checkpoint_dir)
+    opts = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_IN_FINGERPRINT}
+    text = json.dumps({"opts": opts, "teachers": teacher_shas, "data": targets.cache.data_hash(data.x)},
+                      default=str)
+    return Path(RUNS_DIR) / hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _stage_student(k: int, n_stages: int, prev: nn.Module, full: float, cfg: DistillConfig,
+                   example: torch.Tensor, given: nn.Module | None) -> nn.Module:
+    if k == n_stages - 1 and given is not None:
+        return given
+    measure = students.count_params if cfg.ratio_of == "params" else (lambda m: students.count_macs(m, example))
+    final_ratio = cfg.ratio if given is None else measure(given) / full
+    target = full * final_ratio ** ((k + 1) / n_stages)  # geometric steps from teacher to student size
+    why = "--student auto" if k == n_stages - 1 else "--assistants"
+    base = students.require_module(prev, "teacher", why)
+    student = students.auto_student(base, example, min(1.0, target / measure(base)), cfg.ratio_of)
+    return students.reinitialise(student) if cfg.student_init == "random" else student
+
+
+def distill(teacher: LoadedModel, splits: datasets.Splits, cfg: DistillConfig, *, arch: str | None = None,
+            trust_model: bool = False, console: Console | None = None) -> Outcome:
+    """Train the student described by `cfg`; returns it (best validation weights) and per-stage figures."""
+    console = console or Console(stderr=True)
+    if dd.is_worker():
+        console = Console(stderr=True, quiet=True)
+    dd.setup()
+    teachers = load_teachers(teacher, cfg, arch, trust_model)
+    example = teacher.example(1)
+    given = None if cfg.student == "auto" else students.load_student(cfg.student, teacher, cfg.student_arch,
+                                                                      trust_model)
+    data = training_data(splits, cfg, teacher, [t.module for t in teachers])
+    labelled = bool((data.y >= 0).any())
+    shas = [t.sha256 for t in teachers]
+    root = run_dir(cfg, shas, data)
+    n_stages = cfg.assistants + 1
+    measure = students.count_params if cfg.ratio_of == "params" else (lambda m: students.count_macs(m, example))
+    full = float(measure(teachers[0].module))
+    stage_teachers: list[tuple[nn.Module, str]] = [(t.module, t.sha256) for t in teachers]
+    out = Outcome(student=teachers[0].module, teachers=teachers, run_dir=str(root))
+    prev: nn.Module = teachers[0].module
+    for k in range(n_stages):
+        torch.manual_seed(cfg.seed)  # the same random initial state (memory banks, regressors) on every rank
+        student = _stage_student(k, n_stages, prev, full, cfg, example, given)
+        name = "student" if k == n_stages - 1 else f"assistant {k + 1}"
+        fp = _fingerprint(cfg, data, [s for _, s in stage_teachers], k, student)
+        folder = root / f"stage-{k}"
+        res = _run_stage(student, stage_teachers, data, cfg, labelled, example, folder, fp, name, console, out)
+        out.stages.append({"stage": k, "name": name, "teachers": len(stage_teachers),
+                           **students.describe(student, example), "best_epoch": res.best_epoch,
+                           "val_score": res.best_score, "epochs_run": len(res.history),
+                           "seconds_per_epoch": round(res.seconds_per_epoch, 4), "resumed_from": res.resumed_from,
+                           "checkpoints": str(folder),
+                           "history": [{"epoch": h["epoch"], "loss": round(h["loss"], 6), "val": round(h["val"], 6)}
+                                       for h in res.history]})
+        prev = student
+        stage_teachers = [(student, targets.module_hash(student))]
+    dd.teardown()
+    out.student = prev.eval()
+    return out
+
+
+def _run_stage(student: nn.Module, stage_teachers: list[tuple[nn.Module, str]], data: TrainData,
+               cfg: DistillConfig, labelled: bool, example: torch.Tensor, folder: Path, fp: str, name: str,
+               console: Console, out: Outcome) -> Result:
+    done = folder / "done.pt"
+    if cfg.resume and done.exists():
+        saved = torch.load(done, map_location="cpu", weights_only=True)
+        if saved.get("fingerprint") == fp:
+            student.load_state_dict(saved["student"])
+            console.print(f"{name}: finished earlier, loaded from {done}")
+            return Result(history=saved["history"], best_epoch=saved["best_epoch"], best_score=saved["best_score"],
+                          resumed_from=saved["history"][-1]["epoch"] if saved["history"] else None)
+    setup = Setup(cfg, stage_teachers[0][0], student, example, len(data.x))
+    dm = DistillModule(student, build(setup), cfg, labelled)
+    tfn = None
+    if dm.needs_teacher:
+        feats = dm.teacher_features
+        if cfg.cache and cfg.augment == "none":
+            root = Path(cfg.cache_dir) if cfg.cache_dir else targets.cache.default_dir()
+            tfn, keys = targets.cached(stage_teachers, data.x, feats, root, cfg.temperature, cfg.ensemble_mean)
+            out.cache_keys.extend(keys)
+        else:
+            tfn = targets.online([m for m, _ in stage_teachers], feats, cfg.temperature, cfg.ensemble_mean)
+    ckpt = Checkpoints(folder, fp)
+    with Bar(console, f"{name}", cfg.epochs) as bar:
+        res = train(dm, data, cfg, tfn, checkpoints=ckpt, resume=cfg.resume, progress=bar)
+    if dd.rank() == 0:
+        tmp = folder / f".done.tmp-{os.getpid()}"
+        torch.save({"student": student.state_dict(), "fingerprint": fp, "history": res.history,
+                    "best_epoch": res.best_epoch, "best_score": res.best_score}, tmp)
+        os.replace(tmp, done)
+    dd.barrier()
+    return res

@@ -1,0 +1,114 @@
+"""Students: derived from the teacher by structured channel pruning, or loaded from a file.
+
+`--student auto` follows "Search for Better Students to Learn Distilled Knowledge": prune whole
+channels of the teacher with torch-pruning's dependency graph (L1-norm importance), so the
+student keeps the teacher's layout and starts from its surviving weights, then distil.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from ..errors import CompressError
+from ..loading import ExportedModule, LoadedModel, load_model
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, example: torch.Tensor) -> int:
+    """Multiply-accumulates of one forward pass (torch's FLOP counter / 2; works on TorchScript too)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was = model.training
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(example)
+    model.train(was)
+    return int(counter.get_total_flops() // 2)
+
+
+def size_bytes(model: nn.Module) -> int:
+    """Bytes of the weights and buffers (what a float32 export stores, before any compression)."""
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+def describe(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
+    return {"parameters": count_params(model), "macs": count_macs(model, example), "size_bytes": size_bytes(model)}
+
+
+def require_module(m: LoadedModel | nn.Module, role: str, why: str) -> nn.Module:
+    module = m.module if isinstance(m, LoadedModel) else m
+    if isinstance(module, (torch.jit.ScriptModule, ExportedModule)):
+        kind = "TorchScript" if isinstance(module, torch.jit.ScriptModule) else "torch.export (.pt2)"
+        raise CompressError(f"{why} needs the {role} as a plain nn.Module, but it is a {kind} file; save it as a "
+                            "state_dict and pass --arch package.module:Class (or a pickled module with "
+                            "--trust-model), or give your own --student FILE")
+    return module
+
+
+def _prune(model: nn.Module, example: torch.Tensor, channel_ratio: float) -> nn.Module:
+    import torch_pruning as tp
+
+    pruned = copy.deepcopy(model).eval()
+    linears = [m for m in pruned.modules() if isinstance(m, nn.Linear)]
+    # the classifier's outputs are the classes: never prune them
+    ignored = linears[-1:]
+    pruner = tp.pruner.BasePruner(pruned, example, importance=tp.importance.MagnitudeImportance(p=1),
+                                  pruning_ratio=channel_ratio, ignored_layers=ignored)
+    pruner.step()
+    for p in pruned.parameters():  # plain strides: DDP's gradient buckets expect them
+        p.data = p.data.clone(memory_format=torch.contiguous_format)
+    return pruned
+
+
+def auto_student(teacher: nn.Module, example: torch.Tensor, ratio: float, ratio_of: str = "params") -> nn.Module:
+    """The teacher with channels removed until at most `ratio` of its parameters (or MACs) remain."""
+    measure = count_params if ratio_of == "params" else (lambda m: count_macs(m, example))
+    full = measure(teacher)
+    if ratio >= 1.0:
+        return copy.deepcopy(teacher)
+    try:
+        # parameters fall roughly as (1 - channel_ratio)^2 (MACs too): guess, then bisect near the guess
+        guess = 1.0 - ratio ** 0.5
+        lo, hi = max(0.0, guess - 0.2), min(0.99, guess + 0.2)
+        best = _prune(teacher, example, hi)
+        if measure(best) > ratio * full:
+            lo, hi = hi, 0.99
+            best = _prune(teacher, example, hi)
+        for _ in range(7):  # ~0.003 resolution on the channel ratio; each prune rebuilds the graph
+            mid = (lo + hi) / 2
+            cand = _prune(teacher, example, mid)
+            if measure(cand) <= ratio * full:
+                best, hi = cand, mid
+            else:
+                lo = mid
+    except CompressError:
+        raise
+    except Exception as e:  # noqa: BLE001 - torch-pruning fails in many ways on unusual graphs
+        raise CompressError(f"torch-pruning could not derive a student from this teacher ({type(e).__name__}: "
+                            f"{' '.join(str(e).split())[:160]}); give your own --student FILE") from None
+    if measure(best) > ratio * full:
+        raise CompressError(f"pruning cannot bring the teacher down to {ratio:.0%} of its {ratio_of}; "
+                            "choose a larger --ratio or give your own --student FILE")
+    return best
+
+
+def reinitialise(model: nn.Module) -> nn.Module:
+    """Fresh random weights in the same architecture (each layer's own reset_parameters)."""
+    for m in model.modules():
+        if m is not model and hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+    return model
+
+
+def load_student(path: str, teacher: LoadedModel, arch: str | None, trust_model: bool) -> nn.Module:
+    st = load_model(path, arch=arch, trust_model=trust_model, input_shape=teacher.input_shape)
+    module = require_module(st, "student", "training")
+    if st.num_outputs != teacher.num_outputs:
+        raise CompressError(f"the student {path} has {st.num_outputs} outputs but the teacher has "
+                            f"{teacher.num_outputs}; give a student with one output per class")
+    return module

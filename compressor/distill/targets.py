@@ -1,0 +1,90 @@
+"""What the teacher(s) say about a batch: soft targets (ensemble mean) and the features methods need.
+
+Without augmentation the outputs are computed once per teacher and cached (compressor.distill.cache);
+with augmentation every batch is new, so the teachers run online in eval mode under no_grad.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import cache
+from . import distributed as dd
+from .features import tap
+from .losses import soft_targets
+from .trainer import TargetFn
+
+
+def module_hash(module: nn.Module) -> str:
+    h = hashlib.sha256(type(module).__name__.encode())
+    for k, v in module.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def outputs(module: nn.Module, x: np.ndarray | torch.Tensor, features: list[str], batch: int = 512
+            ) -> dict[str, np.ndarray]:
+    """Logits and features of `module` (eval mode) on all of `x`, as float32 arrays."""
+    was = module.training
+    module.eval()
+    parts: dict[str, list[np.ndarray]] = {"logits": [], **{f: [] for f in features}}
+    with tap(module, features, "teacher") as got:
+        for i in range(0, len(x), batch):
+            xb = x[i:i + batch]
+            xb = torch.from_numpy(np.ascontiguousarray(xb)) if isinstance(xb, np.ndarray) else xb
+            out = module(xb)
+            parts["logits"].append((out[0] if isinstance(out, (tuple, list)) else out).float().numpy())
+            for f in features:
+                parts[f].append(got[f].float().numpy())
+    module.train(was)
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def cached(teachers: list[tuple[nn.Module, str]], x: np.ndarray, features: list[str], root: Path,
+           temperature: float, mean: str) -> tuple[TargetFn, list[str]]:
+    """Targets from the on-disk cache (filled by rank 0 when missing); returns the function and the keys."""
+    data_sha = cache.data_hash(x)
+    keys, arrays = [], []
+    for i, (module, sha) in enumerate(teachers):
+        feats = features if i == 0 else []  # features come from the first teacher only
+        key = cache.make_key(sha, data_sha, feats)
+        if dd.rank() == 0:
+            cache.get_or_compute(root, key, lambda m=module, f=feats: outputs(m, x, f))
+        dd.barrier()  # other ranks read what rank 0 wrote
+        got = cache.read(root, key)
+        if got is None:
+            raise OSError(f"teacher-output cache entry {root / key} is missing or damaged")
+        keys.append(key)
+        arrays.append(got)
+
+    def fn(idx: torch.Tensor, xb: torch.Tensor):
+        rows = idx.numpy()
+        logits = [torch.from_numpy(np.asarray(a["logits"][rows])) for a in arrays]
+        feats = {f: torch.from_numpy(np.asarray(arrays[0][f][rows])) for f in features}
+        return soft_targets(logits, temperature, mean), feats
+
+    return fn, keys
+
+
+def online(teachers: list[nn.Module], features: list[str], temperature: float, mean: str) -> TargetFn:
+    for t in teachers:
+        t.eval()
+
+    @torch.no_grad()
+    def fn(idx: torch.Tensor, xb: torch.Tensor):
+        logits, feats = [], {}
+        for i, t in enumerate(teachers):
+            with tap(t, features if i == 0 else [], "teacher") as got:
+                out = t(xb)
+            logits.append(out[0] if isinstance(out, (tuple, list)) else out)
+            if i == 0:
+                feats = dict(got)
+        return soft_targets(logits, temperature, mean), feats
+
+    return fn

@@ -1,0 +1,233 @@
+"""ONNX quantization with ONNX Runtime's tools: static int8 (QDQ), dynamic int8, float16.
+
+Static int8 is written in QDQ form (QuantizeLinear/DequantizeLinear around float ops): ONNX
+Runtime fuses it into integer kernels on the CPU, onnxruntime-web runs it in wasm, and other
+runtimes can read it. Dynamic int8 writes MatMulInteger/ConvInteger (CPU only).
+float16 uses onnxruntime.transformers.float16 (shipped with onnxruntime, nothing extra).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CompressError
+from .budget import Settings
+
+# the ops whose weights are quantized; these are the "layers" of the sensitivity analysis
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    # ORT's quantizer logs a pre-processing hint on every call and prints calibration progress
+    log = logging.getLogger()
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        log.setLevel(level)
+
+
+def calibration_reader(x: np.ndarray, input_name: str, batch: int = 32, equal: bool = False):
+    """A CalibrationDataReader over the user's samples, in batches.
+
+    equal=True drops the < batch remainder: the entropy/percentile collectors stack every
+    batch's values into one array and fail on a ragged last batch (the count used is recorded).
+    """
+    from onnxruntime.quantization import CalibrationDataReader
+
+    b = max(1, min(batch, len(x)))
+    n = calib_used(len(x), batch, equal)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.rewind()
+
+        def get_next(self):
+            i = next(self._it, None)
+            return None if i is None else {input_name: np.ascontiguousarray(x[i:min(i + b, n)])}
+
+        def rewind(self) -> None:
+            self._it = iter(range(0, n, b))
+
+    return Reader()
+
+
+def calib_used(n: int, batch: int = 32, equal: bool = True) -> int:
+    """How many of n calibration samples the reader feeds."""
+    b = max(1, min(batch, n))
+    return (n // b) * b if equal else n
+
+
+def _input_name(path: Path) -> str:
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    inits = {i.name for i in m.graph.initializer}
+    return next(v.name for v in m.graph.input if v.name not in inits)
+
+
+def weighted_nodes(path: Path) -> list[str]:
+    """Names of the nodes whose weights int8 would quantize, in graph order."""
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    inits = {i.name for i in m.graph.initializer}
+    return [n.name for n in m.graph.node if n.op_type in WEIGHTED_OPS and n.name
+            and any(i in inits for i in n.input[1:2])]
+
+
+def static_int8(src: Path, dst: Path, calib: np.ndarray, s: Settings,
+                nodes_to_quantize: list[str] | None = None) -> Path:
+    """QDQ static int8 of `src` calibrated on `calib[:s.calib_samples]`, written to `dst`."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    act, w = {"u8s8": ("uint8", "int8"), "u8u8": ("uint8", "uint8"), "s8s8": ("int8", "int8")}[s.scheme]
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[s.calib_method]
+    data = calib[:s.calib_samples]
+    if len(data) == 0:
+        raise CompressError("no calibration samples; give --data with a training split")
+    extra = {"ActivationSymmetric": act == "int8", "WeightSymmetric": True}
+    if s.calib_method == "percentile":
+        extra["CalibPercentile"] = 99.99
+    try:
+        with _quiet():
+            quantize_static(str(src), str(dst), calibration_reader(data, _input_name(src), equal=s.calib_method != "minmax"),
+                            quant_format=QuantFormat.QDQ, per_channel=s.per_channel, reduce_range=s.reduce_range,
+                            activation_type=types[act], weight_type=types[w], calibrate_method=method,
+                            nodes_to_exclude=list(s.float_layers), nodes_to_quantize=nodes_to_quantize,
+                            extra_options=extra)
+    except CompressError:
+        raise
+    except Exception as e:
+        raise CompressError(f"ONNX Runtime static quantization failed ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else ''}); try --calib-method minmax") from e
+    return dst
+
+
+def dynamic_int8(src: Path, dst: Path, *, per_channel: bool, reduce_range: bool,
+                 op_types: tuple[str, ...]) -> Path:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    m = onnx.load(str(src))
+    # the exporter's shape annotations can disagree with what the quantizer infers after it
+    # rewrites Gemm(transB) into MatMulInteger; the quantizer re-infers them anyway
+    del m.graph.value_info[:]
+    try:
+        with _quiet():
+            quantize_dynamic(m, str(dst), per_channel=per_channel, reduce_range=reduce_range,
+                             weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types))
+    except Exception as e:
+        raise CompressError(f"ONNX Runtime dynamic quantization failed ({type(e).__name__}: {e}); "
+                            "use --quantize int8 instead") from e
+    return dst
+
+
+def float16(src: Path, dst: Path, *, keep_io_types: bool = True) -> Path:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    with _quiet():
+        m = convert_float_to_float16(onnx.load(str(src)), keep_io_types=keep_io_types)
+    onnx.save(m, str(dst))
+    return dst
+
+
+def sensitivity(src: Path, calib: np.ndarray, x: np.ndarray, s: Settings, workdir: Path) -> list[tuple[str, float]]:
+    """Layers ranked by how much quantizing each one ALONE moves the outputs (most sensitive first).
+
+    Score: mean squared difference of the outputs against the float model on `x`, relative to
+    the outputs' mean square, so layers compare on one scale.
+    """
+    from exporters.onnx import run
+
+    ref = run(src, x)
+    scale = float(np.mean(ref.astype(np.float64) ** 2)) or 1.0
+    scores = []
+    tmp = workdir / "sensitivity.onnx"
+    for node in weighted_nodes(src):
+        static_int8(src, tmp, calib, s, nodes_to_quantize=[node])
+        out = run(tmp, x)
+        scores.append((node, float(np.mean((out.astype(np.float64) - ref) ** 2)) / scale))
+    tmp.unlink(missing_ok=True)
+    return sorted(scores, key=lambda t: -t[1])
+
+
+def compact(path: Path) -> None:
+    """Drop per-node debug metadata (exporter stack traces, FX node text) carried over from the
+    float model: it is a third of a small int8 file and no runtime reads it."""
+    import onnx
+
+    m = onnx.load(str(path))
+    for n in m.graph.node:
+        del n.metadata_props[:]
+        n.doc_string = ""
+    onnx.save(m, str(path))
+
+
+def self_contained(path: Path) -> None:
+    """Rewrite an ONNX file with its weights inside (the dynamo exporter writes a side .data file)."""
+    import onnx
+
+    m = onnx.load(str(path))  # reads external data relative to the file
+    sidecars = {e.value for i in onnx.load(str(path), load_external_data=False).graph.initializer
+                for e in i.external_data if e.key == "location"}
+    onnx.save(m, str(path))
+    for name in sidecars:
+        (path.parent / name).unlink(missing_ok=True)
+
+
+def onnx_size(path: Path) -> int:
+    """Bytes of an ONNX model: the file plus any external-data files it references."""
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    sidecars = {e.value for i in m.graph.initializer for e in i.external_data if e.key == "location"}
+    return path.stat().st_size + sum((path.parent / f).stat().st_size for f in sidecars
+                                     if (path.parent / f).is_file())
+
+
+ROOT = Path(__file__).resolve().parents[2]
+ORT_WEB_DIST = ROOT / "node_modules" / "onnxruntime-web" / "dist"
+
+
+def run_in_ort_web(path: Path, x: np.ndarray, timeout: float = 120) -> np.ndarray:
+    """Outputs of an ONNX model in onnxruntime-web's wasm backend, run by Node (the browser's kernels).
+
+    CompressError when node or the npm package is missing, or the model does not run there.
+    """
+    import json
+    import shutil
+    import subprocess
+    import tempfile
+
+    node = shutil.which("node")
+    if node is None or not (ORT_WEB_DIST / "ort.wasm.min.mjs").is_file():
+        raise CompressError("onnxruntime-web check needs node and node_modules/onnxruntime-web; "
+                            "run scripts/setup.sh --browser")
+    with tempfile.TemporaryDirectory() as d:
+        inp = Path(d) / "input.f32"
+        np.ascontiguousarray(x, dtype=np.float32).tofile(inp)
+        script = Path(__file__).with_name("ort_web_run.mjs")
+        r = subprocess.run([node, str(script), str(ORT_WEB_DIST), str(path), str(inp), ",".join(map(str, x.shape))],
+                           capture_output=True, text=True, timeout=timeout, check=False)
+    if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or ["no output"])[-1]
+        raise CompressError(f"{path.name} does not run in onnxruntime-web ({last[:300]}); use the int8-web variant")
+    return np.asarray(json.loads(r.stdout)["outputs"], dtype=np.float32).reshape(len(x), -1)
+
+
+def op_types(path: Path) -> list[str]:
+    import onnx
+
+    return sorted({n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node})

@@ -1,0 +1,179 @@
+"""PyTorch -> TF.js graph model (from onnx2tf's SavedModel), shipped in a browser bundle, checked in Chromium.
+
+tensorflowjs pins an older TensorFlow than the main environment's, so its converter lives in its own
+environment (.venv-tfjs: tensorflow-cpu 2.18 + tensorflowjs 4.22, made by `make setup`) and is driven as a
+subprocess by `convert_saved_model`. The TF 2.18 converter reads the SavedModel onnx2tf writes under TF 2.21
+(checked on the coverage models); it must run with oneDNN graph rewrites off, or grappler fuses LayerNorm
+into `_MklLayerNorm`, which TF.js does not have.
+
+Artifacts: `tfjs:<variant>` (the graph model folder <bundle>/model) and `web-bundle:tfjs` (the servable
+folder). Parity: the model is loaded by @tensorflow/tfjs (wasm backend) in headless Chromium through the
+bundle's own model.js, on the job's real inputs; the bundle's index.html must show PyTorch's prediction.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from compressor.errors import CompressError
+from compressor.registry import check_choice
+
+from . import _tf, bundle
+from .base import Artifact, ExportJob, Parity, TensorSpec, compare
+
+NAME = "tfjs"
+ROOT = Path(__file__).resolve().parent.parent
+CONVERTER = Path(os.environ.get("COMPRESS_TFJS_CONVERTER", ROOT / ".venv-tfjs" / "bin" / "tensorflowjs_converter"))
+QUANT = ("float16", "uint8", "uint16")
+TIMEOUT = 900
+# Per variant: max abs diff relative to the largest |reference| (None: not judged on it), least top-1 agreement.
+THRESHOLDS: dict[str, tuple[float | None, float]] = {
+    "float32": (1e-4, 0.99), "float16": (1e-2, 0.98), "uint16": (1e-2, 0.98), "uint8": (None, 0.95)}
+
+
+def converter_command(saved_model: Path, out: Path, quant: str | None = None) -> list[str]:
+    cmd = [str(CONVERTER), "--input_format=tf_saved_model", "--output_format=tfjs_graph_model",
+           "--signature_name=serving_default", "--saved_model_tags=serve"]
+    if quant is not None:
+        check_choice("TF.js quantization", quant, QUANT)
+        # `--quantize_float16` alone would swallow the next argument as its value: always give `=*`.
+        cmd.append(f"--quantize_{quant}=*")
+    return [*cmd, str(saved_model), str(out)]
+
+
+def convert_saved_model(saved_model: Path, out: Path, quant: str | None = None,
+                        onnx_path: Path | None = None) -> float:
+    """SavedModel -> TF.js graph model (model.json + shards) in `out`; returns the seconds taken.
+
+    `onnx_path` (the graph onnx2tf converted) lets an unsupported-op error name the ONNX node and layer.
+    """
+    if not CONVERTER.exists():
+        raise CompressError(f"the TF.js converter {CONVERTER} is missing; run `make setup` (creates .venv-tfjs)")
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "-1"}
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(converter_command(saved_model, out, quant), env=env, capture_output=True, text=True,
+                              timeout=TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        raise CompressError(f"tensorflowjs_converter took more than {TIMEOUT} s") from None
+    if proc.returncode != 0 or not (out / "model.json").exists():
+        log = proc.stderr + proc.stdout
+        unsupported = re.search(r"Error: Unsupported Ops in the model[^\n]*\n([^\n]+)", log)
+        if unsupported:
+            ops = [o.strip() for o in unsupported.group(1).split(",") if o.strip()]
+            node = _tf.node_for_tf_ops(onnx_path, ops) if onnx_path else None
+            where = f" (from {_tf.describe_node(node)})" if node is not None else ""
+            raise CompressError(f"TF.js has no kernel for TensorFlow op(s) {', '.join(ops)}{where}; "
+                                "replace that layer, or use --target onnx-web")
+        last = [ln.strip() for ln in log.splitlines() if ln.strip()]
+        raise CompressError(f"tensorflowjs_converter failed ({last[-1][:300] if last else 'no output'})")
+    return time.perf_counter() - t0
+
+
+def bundle_dir(job: ExportJob, default: str) -> Path:
+    return job.workdir / (job.options.bundle or default)
+
+
+def meta(job: ExportJob, runtime: str, variant: str, input_name: str, output_name: str) -> dict:
+    layout = _tf.layout_of(job) if runtime == "tfjs" else "nchw"
+    shape = tuple(_tf.to_layout(np.zeros(tuple(job.example.shape), dtype=np.float32), layout).shape)
+    dtype = np.asarray(job.inputs).dtype.name
+    return {"runtime": runtime, "inputName": input_name, "outputName": output_name, "inputShape": list(shape),
+            "outputShape": [1, *job.reference.shape[1:]], "inputDtype": dtype, "layout": layout, "variant": variant}
+
+
+def bundle_facts(job: ExportJob, kind: str, variant: str, model_files: list[str]) -> dict:
+    from importlib.metadata import version
+
+    return {"format": f"web-bundle:{kind}", "variant": variant, "model_files": model_files,
+            "example": "example.json (the first held-out parity input)",
+            "serve": "any static server; COOP/COEP headers for threads (README.md)",
+            "made_by": f"edge-compress {version('edge-compress')}"}
+
+
+def export(job: ExportJob) -> list[Artifact]:
+    t0 = time.perf_counter()
+    sm = _tf.saved_model(job)
+    shared = job.scratch.get("saved_model_seconds", 0.0) if "tflite:float32" not in job.artifacts else 0.0
+    variant = job.options.tfjs_quant or "float32"
+    dest = bundle_dir(job, "web")
+    if dest.exists():
+        raise CompressError(f"bundle folder {dest.name} is used twice; give --bundle another name")
+    seconds = convert_saved_model(sm, dest / "model", job.options.tfjs_quant, _tf.tf_onnx(job)) + shared
+    spec = _signature(dest / "model" / "model.json")
+    m = meta(job, "tfjs", variant, spec[0][0].name, spec[1][0].name)
+    layout = m["layout"]
+    bundle.write(dest, runtime="tfjs", meta=m, example=_tf.to_layout(job.inputs[:1], layout),
+                 expected=job.reference[0], title="edge-compress model (TensorFlow.js)", model_file="model/model.json")
+    files = sorted(str(p.relative_to(dest)) for p in (dest / "model").iterdir())
+    stats = bundle.write_manifest(dest, bundle_facts(job, "tfjs", variant, files))
+    model = Artifact(path=dest / "model", format="tfjs", variant=variant, inputs=spec[0], outputs=spec[1],
+                     convert_seconds=seconds, extra={"converter": "onnx2tf (SavedModel) + tensorflowjs_converter "
+                                                     "(.venv-tfjs)", "layout": layout, "weight_quantization":
+                                                     job.options.tfjs_quant, "files": files})
+    web = Artifact(path=dest, format="web-bundle", variant="tfjs", inputs=spec[0], outputs=spec[1],
+                   convert_seconds=time.perf_counter() - t0, extra={"runtime": "tfjs (wasm)", **stats})
+    job.scratch.setdefault("bundles", {})[dest] = web
+    return [model, web]
+
+
+def _signature(model_json: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    import json
+
+    sig = json.loads(model_json.read_text())["signature"]
+    dt = {"DT_FLOAT": "float32", "DT_INT32": "int32", "DT_INT64": "int64"}
+
+    def specs(d: dict) -> list[TensorSpec]:
+        return [TensorSpec(k, tuple(int(x.get("size", -1)) for x in v["tensorShape"].get("dim", [])),
+                           dt.get(v["dtype"], v["dtype"])) for k, v in d.items()]
+    return specs(sig["inputs"]), specs(sig["outputs"])
+
+
+def validate(artifact: Artifact, job: ExportJob) -> Parity:
+    return validate_in_browser(artifact, job, THRESHOLDS, _tf.layout_of(job))
+
+
+def _max_abs(rel: float | None, job: ExportJob) -> float | None:
+    return None if rel is None else rel * max(1.0, float(np.abs(job.reference).max()))
+
+
+def validate_in_browser(artifact: Artifact, job: ExportJob, thresholds: dict, layout: str) -> Parity:
+    """Model artifacts: every parity input through model.js in Chromium. Bundles: the page's own prediction."""
+    if artifact.format == "web-bundle":
+        return _validate_page(artifact, job, thresholds)
+    root = next(p for p in artifact.path.parents if (p / "model.js").exists())
+    outputs, info = bundle.run_inputs(root, _tf.to_layout(job.inputs, layout))
+    rel, top1 = thresholds[artifact.variant]
+    p = compare(outputs, job, max_abs=_max_abs(rel, job), min_top1=top1,
+                runtime=f"{info['runtime']} {info['backend']} in Chromium")
+    web = job.scratch.get("bundles", {}).get(root)
+    if web is not None:  # the bundle's manifest carries its model's parity
+        web.extra["model_variant"] = artifact.variant
+        web.extra["model_parity"] = p.to_dict()
+    return p
+
+
+def _validate_page(artifact: Artifact, job: ExportJob, thresholds: dict) -> Parity:
+    """The bundle as a user gets it: index.html's prediction for example.json against PyTorch's."""
+    import json
+
+    got = bundle.page_result(artifact.path)
+    one = dataclasses.replace(job, inputs=job.inputs[:1], reference=job.reference[:1],
+                              labels=None if job.labels is None else job.labels[:1])
+    rel, _ = thresholds.get(artifact.extra.get("model_variant", "float32"), (None, 1.0))
+    p = compare(np.asarray(got["output"], dtype=np.float32)[None], one, max_abs=_max_abs(rel, job), min_top1=1.0,
+                runtime=f"{got['runtime']} {got['backend']} in Chromium (index.html)")
+    page = {k: got.get(k) for k in ("top1", "expected_top1", "ms", "runtime", "backend", "crossOriginIsolated")}
+    artifact.extra["page_check"] = page
+    facts = json.loads((artifact.path / "manifest.json").read_text())
+    facts = {k: v for k, v in facts.items() if k not in ("bundle_bytes", "bundle_gzip_bytes", "files")}
+    facts.update(page_check=page, example_parity=p.to_dict(), model_parity=artifact.extra.get("model_parity"))
+    artifact.extra.update(bundle.write_manifest(artifact.path, facts))
+    return p

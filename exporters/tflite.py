@@ -1,0 +1,236 @@
+"""PyTorch -> TFLite (LiteRT): onnx2tf's SavedModel, then the TFLite converter once per variant.
+
+Variants (ExportOptions.variants picks a subset; default: all):
+    float32        the reference conversion
+    float16        float16 weights (dequantized at load), float I/O
+    dynamic-int8   int8 weights, float activations computed with dynamic quantization, float I/O
+    int8           full integer: int8 weights and activations, int8 I/O for float inputs, calibrated on
+                   `--calib N` training samples (integer inputs such as tokens stay as they are)
+    int16x8        int16 activations / int8 weights (more exact than int8; reference kernels, slower)
+Every variant must load on the *builtin* LiteRT interpreter: a Select-TF (Flex) op is an error naming the
+operator and the layer, not a file that fails on the phone.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from compressor.errors import CompressError
+from compressor.registry import check_choice
+
+from . import _tf
+from .base import Artifact, ExportJob, Parity, TensorSpec, compare
+
+NAME = "tflite"
+VARIANTS = ("float32", "float16", "dynamic-int8", "int8", "int16x8")
+DEFAULT_VARIANTS = VARIANTS[:4]  # int16x8 is experimental in TFLite: only when asked for
+# Thresholds per variant: max abs diff relative to the reference's largest |logit| (None: integer variants
+# are judged on top-1 agreement instead) and the least top-1 agreement with PyTorch.
+THRESHOLDS: dict[str, tuple[float | None, float]] = {
+    "float32": (1e-4, 0.99),
+    "float16": (1e-2, 0.98),
+    "dynamic-int8": (None, 0.95),
+    "int8": (None, 0.95),
+    "int16x8": (None, 0.97),
+}
+
+
+def variants_of(job: ExportJob) -> tuple[str, ...]:
+    """The variants asked for in ExportOptions.variants (--variants), or the default set."""
+    for v in job.options.variants:
+        check_choice("TFLite variant", v, VARIANTS)
+    return job.options.variants or DEFAULT_VARIANTS
+
+
+def representative(job: ExportJob) -> Callable[[], Iterator[list[np.ndarray]]]:
+    x = _tf.to_layout(np.asarray(job.calib), _tf.layout_of(job))
+    if np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)
+
+    def gen() -> Iterator[list[np.ndarray]]:
+        for i in range(len(x)):
+            yield [x[i:i + 1]]
+    return gen
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The converter's C++ side prints to fds 1 and 2 ("fully_quantize: ..."); keep the console clean."""
+    import sys
+    import tempfile
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink, contextlib.redirect_stdout(io.StringIO()):
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def convert(saved_model: Path, variant: str, job: ExportJob) -> bytes:
+    """One TFLite variant of the SavedModel, builtin ops only."""
+    with _quiet():  # TF's import and the SavedModel load log CUDA/oneDNN notices on fd 2
+        import tensorflow as tf
+
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # never Select-TF (Flex) ops
+    if variant != "float32":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant == "float16":
+        conv.target_spec.supported_types = [tf.float16]
+    elif variant == "int8":
+        conv.representative_dataset = representative(job)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if np.issubdtype(np.asarray(job.inputs).dtype, np.floating):
+            conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    elif variant == "int16x8":
+        if not np.issubdtype(np.asarray(job.inputs).dtype, np.floating):
+            raise CompressError("TFLite int16x8 needs a float model input (the converter cannot calibrate "
+                                f"{np.asarray(job.inputs).dtype} inputs); use the int8 variant")
+        conv.representative_dataset = representative(job)
+        # ops without a 16x8 kernel (e.g. HARD_SWISH) stay float rather than failing the variant
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+                                          tf.lite.OpsSet.TFLITE_BUILTINS]
+    try:
+        with _quiet():
+            return conv.convert()
+    except Exception as e:  # noqa: BLE001 - ConverterError and friends; turned into one line below
+        raise converter_error(job, variant, str(e)) from None
+
+
+def converter_error(job: ExportJob, variant: str, text: str) -> CompressError:
+    ops = sorted(set(re.findall(r"'?tf\.(\w+)'? op", text)) | set(re.findall(r"\btf\.(\w+)\s*\{", text)))
+    node = _tf.node_in_text(_tf.tf_onnx(job), text) or _tf.node_for_tf_ops(_tf.tf_onnx(job), ops)
+    where = f" in {_tf.describe_node(node)}" if node is not None else ""
+    if ops:
+        return CompressError(f"TFLite {variant}: TensorFlow op(s) {', '.join(ops)}{where} have no builtin TFLite "
+                             "kernel (they would need Select-TF/Flex); replace that layer, or use --target onnx")
+    first = next((ln.strip() for ln in text.splitlines() if "error" in ln.lower()), text.strip()[:200])
+    return CompressError(f"TFLite {variant} conversion failed{where}: {first[:300]}; try another variant")
+
+
+def interpreter(path: Path, threads: int | None = None):
+    """A builtin-ops LiteRT interpreter; a model that needs Flex ops fails here with the ops named."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        with _quiet():  # "INFO: Created TensorFlow Lite XNNPACK delegate" on fd 2
+            it = Interpreter(model_path=str(path), num_threads=threads)
+            it.allocate_tensors()
+    except (RuntimeError, ValueError) as e:
+        flex = sorted(set(re.findall(r"Flex\w+", str(e))))
+        raise CompressError(f"{path.name} does not run on the builtin LiteRT interpreter "
+                            f"({', '.join(flex) or str(e).splitlines()[0]}); replace that layer") from None
+    return it
+
+
+def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail["quantization"]
+    dtype = detail["dtype"]
+    if np.issubdtype(dtype, np.integer) and scale:  # quantized input: real -> int with the model's params
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+    return x.astype(dtype)
+
+
+def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail["quantization"]
+    if np.issubdtype(detail["dtype"], np.integer) and scale:
+        return (y.astype(np.float32) - zero) * scale
+    return y.astype(np.float32)
+
+
+def run(path: Path, inputs: np.ndarray, layout: str = "nchw") -> np.ndarray:
+    """Outputs of a .tflite file on the builtin interpreter, one sample per call (static batch 1)."""
+    it = interpreter(path)
+    (inp,), (out,) = it.get_input_details(), it.get_output_details()
+    x = _tf.to_layout(np.asarray(inputs), layout)
+    outs = []
+    for i in range(len(x)):
+        it.set_tensor(inp["index"], _quantize(x[i:i + 1], inp))
+        try:
+            it.invoke()
+        except RuntimeError as e:  # a kernel refusing its quantized inputs, e.g. a DIV by a zero-point
+            raise CompressError(f"{path.name} failed on the LiteRT interpreter ({_failed_node(it, str(e))}); "
+                                "this variant does not suit the model: choose other --variants") from None
+        outs.append(_dequantize(it.get_tensor(out["index"]), out))
+    return np.concatenate(outs)
+
+
+def _failed_node(it, message: str) -> str:
+    """'Node number 62 (DIV) failed' -> the op and the tensor it writes (its name carries the layer)."""
+    m = re.search(r"Node number (\d+) \((\w+)\)", message)
+    if not m:
+        return " ".join(message.split())[:200]
+    try:
+        op = it._get_op_details(int(m.group(1)))
+        name = it._get_tensor_details(op["outputs"][0], 0)["name"]
+    except Exception:  # noqa: BLE001 - naming the tensor is a courtesy
+        name = "?"
+    return f"operator {m.group(2)} writing {name!r} rejected its quantized inputs"
+
+
+def io_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    it = interpreter(path)
+
+    def spec(d: dict) -> TensorSpec:
+        return TensorSpec(d["name"], tuple(int(s) for s in d["shape_signature"]), np.dtype(d["dtype"]).name)
+    return [spec(d) for d in it.get_input_details()], [spec(d) for d in it.get_output_details()]
+
+
+def export(job: ExportJob) -> list[Artifact]:
+    variants = variants_of(job)  # a wrong name fails before the slow conversion
+    t0 = time.perf_counter()
+    sm = _tf.saved_model(job)
+    shared = job.scratch.get("saved_model_seconds", time.perf_counter() - t0)
+    folder = job.workdir / "tflite"
+    folder.mkdir(exist_ok=True)
+    made = []
+    for variant in variants:
+        t1 = time.perf_counter()
+        path = folder / f"model_{variant.replace('-', '_')}.tflite"
+        path.write_bytes(convert(sm, variant, job))
+        ops = _tf.graph_ops(path)
+        ins, outs = io_specs(path)
+        counts: dict[str, int] = {}
+        for op in ops:
+            counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+        made.append(Artifact(
+            path=path, format="tflite", variant=variant, inputs=ins, outputs=outs,
+            convert_seconds=time.perf_counter() - t1 + (shared if variant == "float32" else 0.0),
+            extra={"converter": "onnx2tf (SavedModel) + tf.lite.TFLiteConverter", "layout": _tf.layout_of(job),
+                   "calibration_samples": len(job.calib) if variant in ("int8", "int16x8") else 0,
+                   **_tf.transpose_stats(ops), "op_counts": dict(sorted(counts.items()))}))
+    return made
+
+
+def thresholds(variant: str, reference: np.ndarray) -> tuple[float | None, float]:
+    rel, top1 = THRESHOLDS[variant]
+    return (None if rel is None else rel * max(1.0, float(np.abs(reference).max()))), top1
+
+
+def validate(artifact: Artifact, job: ExportJob) -> Parity:
+    from importlib.metadata import version
+
+    outputs = run(artifact.path, job.inputs, _tf.layout_of(job))
+    max_abs, top1 = thresholds(artifact.variant, job.reference)
+    return compare(outputs, job, max_abs=max_abs, min_top1=top1,
+                   runtime=f"ai-edge-litert {version('ai-edge-litert')} (builtin ops)")
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before tensorflow is imported by convert()

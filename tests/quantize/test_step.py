@@ -1,0 +1,42 @@
+"""`compress demo --quantize int8`: the quantized artifact lands in manifest.json with its figures."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+@pytest.mark.slow
+def test_pipeline_adds_int8_with_accuracy_drop_and_size(tmp_path):
+    out = tmp_path / "out"
+    r = run_cli("demo", "--quantize", "int8", "--calib-method", "entropy", "--max-accuracy-drop", "1.0",
+                "--out", out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((out / "manifest.json").read_text())
+    arts = {a["name"]: a for a in m["artifacts"]}
+    assert set(arts) == {"onnx:float32", "onnx:int8"}
+    q, f = arts["onnx:int8"], arts["onnx:float32"]
+    assert (out / q["path"]).is_file() and q["size_bytes"] == (out / q["path"]).stat().st_size
+    assert q["parity"]["passed"] and q["parity"]["max_abs_threshold"] is None
+    assert q["accuracy_drop_points"] <= 1.0 and q["top1_agreement"] >= 0.99
+    assert 0 < q["accuracy"] <= 1 and q["held_out_samples"] == m["data"]["test"]
+    assert f["accuracy"] is not None and f["accuracy_drop_points"] == 0.0
+    assert 0 < q["size_ratio_vs_float32"] < 0.5
+    assert q["quantization"]["settings"]["calib_method"] == "entropy"
+    sec = m["quantization"]
+    assert sec["cpu_int8_scheme"]["scheme"] in ("u8s8", "u8u8", "s8s8") and sec["cpu_int8_scheme"]["reason"]
+    assert sec["artifacts"] == ["onnx:int8"] and "quantize" in m["step_seconds"]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no scratch left
+
+
+@pytest.mark.slow
+def test_fp16_is_checked_against_a_zero_budget(tmp_path):
+    out = tmp_path / "out"
+    r = run_cli("demo", "--quantize", "fp16", "--max-accuracy-drop", "0", "--out", out)
+    # float16 keeps the demo teacher's accuracy: the run passes; the budget is checked, not assumed
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((out / "manifest.json").read_text())
+    assert [a["name"] for a in m["artifacts"]] == ["onnx:float32", "onnx:float16"]
+    assert m["artifacts"][1]["accuracy_drop_points"] <= 0.0
