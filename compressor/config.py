@@ -21,9 +21,6 @@ from .registry import check_choice
 
 C = TypeVar("C")
 
-LAYOUTS = ("nchw", "nhwc")
-TFJS_QUANT = ("float16", "uint8", "uint16")
-
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -50,13 +47,8 @@ class RunConfig:
         import exporters
 
         exporters.expand(",".join(self.targets))
-        check_choice("layout", self.export.layout, LAYOUTS)
-        if self.export.tfjs_quant is not None:
-            check_choice("TF.js quantization", self.export.tfjs_quant, TFJS_QUANT)
         if self.parity_samples < 1:
-            raise CompressError("parity_samples must be at least 1")
-        if self.export.calib_samples < 1:
-            raise CompressError("--calib must be at least 1")
+            raise CompressError("--parity-samples must be at least 1")
         if isinstance(self.quantize, str):
             from .quantize.config import from_name
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from compressor.errors import CompressError
+from compressor.registry import check_choice
 
 
 @dataclass(frozen=True)
@@ -75,16 +76,29 @@ class Artifact:
         return f"{self.format}:{self.variant}"
 
 
+LAYOUTS = ("nchw", "nhwc")
+TFJS_QUANT = ("float16", "uint8", "uint16")
+TFLITE_VARIANTS = ("float32", "float16", "dynamic-int8", "int8", "int16x8")
+
+
 @dataclass(frozen=True)
 class ExportOptions:
     opset: int | None = None  # None: the exporter's default
     calib_samples: int = 200
     layout: str = "nchw"  # nchw keeps PyTorch's layout at the I/O; nhwc for TFLite-native inputs
     tfjs_quant: str | None = None  # float16 | uint8 | uint16
-    variants: tuple[str, ...] = ()  # empty: the exporter's default set
+    variants: tuple[str, ...] = ()  # TFLite variants; empty: the exporter's default set
     bundle: str | None = None  # browser bundle folder inside --out; None: "web" (tfjs), "web-ort" (onnx-web)
 
     def __post_init__(self) -> None:
+        # checked here, so that a typo fails before any slow conversion starts
+        check_choice("layout", self.layout, LAYOUTS)
+        if self.tfjs_quant is not None:
+            check_choice("TF.js quantization", self.tfjs_quant, TFJS_QUANT)
+        for v in self.variants:
+            check_choice("TFLite variant", v, TFLITE_VARIANTS)
+        if self.calib_samples < 1:
+            raise CompressError(f"--calib {self.calib_samples} must be at least 1")
         if self.bundle is not None:
             parts = Path(self.bundle).parts
             if not parts or Path(self.bundle).is_absolute() or ".." in parts:

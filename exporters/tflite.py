@@ -23,13 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from compressor.errors import CompressError
-from compressor.registry import check_choice
 
 from . import _tf
-from .base import Artifact, ExportJob, Parity, TensorSpec, compare
+from .base import TFLITE_VARIANTS, Artifact, ExportJob, Parity, TensorSpec, compare
 
 NAME = "tflite"
-VARIANTS = ("float32", "float16", "dynamic-int8", "int8", "int16x8")
+VARIANTS = TFLITE_VARIANTS  # names checked by ExportOptions
 DEFAULT_VARIANTS = VARIANTS[:4]  # int16x8 is experimental in TFLite: only when asked for
 # Thresholds per variant: max abs diff relative to the reference's largest |logit| (None: integer variants
 # are judged on top-1 agreement instead) and the least top-1 agreement with PyTorch.
@@ -44,8 +43,6 @@ THRESHOLDS: dict[str, tuple[float | None, float]] = {
 
 def variants_of(job: ExportJob) -> tuple[str, ...]:
     """The variants asked for in ExportOptions.variants (--variants), or the default set."""
-    for v in job.options.variants:
-        check_choice("TFLite variant", v, VARIANTS)
     return job.options.variants or DEFAULT_VARIANTS
 
 
