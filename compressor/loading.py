@@ -47,7 +47,7 @@ class ExportedModule(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.program(x)
 
-    def train(self, mode: bool = True) -> "ExportedModule":
+    def train(self, mode: bool = True) -> ExportedModule:
         self.training = mode  # the program itself refuses train()/eval()
         return self
 

@@ -34,7 +34,7 @@ def commit() -> str:
         rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=5, check=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+                               capture_output=True, text=True, timeout=5, check=False).stdout.strip()
         return rev + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -74,7 +74,7 @@ def artifact_entry(a: Artifact, root: Path) -> dict[str, Any]:
 def build(artifacts: list[Artifact], root: Path, **sections: Any) -> dict[str, Any]:
     return {
         "schema": 1,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "commit": commit(),
         "tools": tool_versions(),
         **sections,

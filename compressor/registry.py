@@ -1,7 +1,8 @@
 """One registry helper for every set of named choices (targets, methods, devices, ...)."""
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from .errors import CompressError
 

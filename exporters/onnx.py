@@ -99,7 +99,7 @@ def optimize(src: Path, dst: Path) -> None:
 
     try:
         onnx.checker.check_model(str(src), full_check=True)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise CompressError(f"the exported ONNX graph is invalid ({str(e).splitlines()[0]}); report the model") from e
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC

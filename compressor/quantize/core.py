@@ -200,9 +200,13 @@ def web_check(path: Path, ho: HeldOut, n: int = 64) -> dict[str, Any]:
     x = ho.job.inputs[:n]
     web = q.run_in_ort_web(path, x)
     cpu_out = _run(path, ho).reshape(len(ho.job.inputs), -1)[:n]
+    agree = float((web.argmax(1) == cpu_out.argmax(1)).mean())
+    if agree < 0.99:
+        path.unlink(missing_ok=True)
+        raise CompressError(f"{path.name} gives other answers in onnxruntime-web than in ONNX Runtime CPU (top-1 "
+                            f"agreement {agree:.3f} on {len(x)} inputs); nothing was written - report the model")
     return {"checked": True, "runtime": "onnxruntime-web wasm (node)", "samples": len(x),
-            "max_abs_diff_vs_ort_cpu": float(np.abs(web - cpu_out).max()),
-            "top1_agreement_vs_ort_cpu": float((web.argmax(1) == cpu_out.argmax(1)).mean())}
+            "max_abs_diff_vs_ort_cpu": float(np.abs(web - cpu_out).max()), "top1_agreement_vs_ort_cpu": agree}
 
 
 def _run(path: Path, ho: HeldOut) -> np.ndarray:

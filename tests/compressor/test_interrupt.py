@@ -48,7 +48,7 @@ def test_sigkill_during_export_keeps_previous_output(teacher_files, tmp_path, wh
     assert (out / "manifest.json").read_text() == "previous"
     # the next run removes what the killed one left beside the folder, and succeeds
     r = subprocess.run([sys.executable, "-m", "compressor.cli", str(teacher_files["torchscript"]), "--out", str(out),
-                        "--overwrite"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                        "--overwrite"], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert os.path.getsize(out / "model.onnx") > 0

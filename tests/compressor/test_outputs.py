@@ -23,10 +23,9 @@ def test_error_keeps_previous_output(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.txt").write_text("old")
-    with pytest.raises(RuntimeError):
-        with staged(out, overwrite=True) as tmp:
-            (tmp / "new.txt").write_text("half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), staged(out, overwrite=True) as tmp:
+        (tmp / "new.txt").write_text("half")
+        raise RuntimeError("boom")
     assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
@@ -34,9 +33,8 @@ def test_error_keeps_previous_output(tmp_path):
 def test_non_empty_needs_overwrite(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "x").write_text("x")
-    with pytest.raises(CompressError, match="--overwrite"):
-        with staged(tmp_path / "out"):
-            pass
+    with pytest.raises(CompressError, match="--overwrite"), staged(tmp_path / "out"):
+        pass
 
 
 def test_read_only_parent(tmp_path):
@@ -44,17 +42,14 @@ def test_read_only_parent(tmp_path):
         pytest.skip("root ignores directory permissions")
     ro = tmp_path / "ro"
     ro.mkdir(mode=0o500)
-    with pytest.raises(CompressError, match="cannot write"):
-        with staged(ro / "out"):
-            pass
+    with pytest.raises(CompressError, match="cannot write"), staged(ro / "out"):
+        pass
 
 
 def test_second_run_is_refused_while_first_holds_the_lock(tmp_path):
     out = tmp_path / "out"
-    with lock(out):
-        with pytest.raises(CompressError, match="another run"):
-            with staged(out):
-                pass
+    with lock(out), pytest.raises(CompressError, match="another run"), staged(out):
+        pass
 
 
 def test_killed_run_leaves_previous_output_and_stale_lock_is_recovered(tmp_path):

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from compressor.config import RunConfig, from_mapping
@@ -24,8 +26,8 @@ def test_unknown_target_lists_targets():
 def test_from_mapping_builds_nested_frozen_config():
     cfg = from_mapping(RunConfig, {"model": "m.pt", "targets": ["onnx"], "export": {"calib_samples": 50}})
     assert cfg.export.calib_samples == 50 and cfg.targets == ("onnx",)
-    with pytest.raises(Exception):
-        cfg.out = "x"  # frozen
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.out = "x"
 
 
 @pytest.mark.parametrize("data, msg", [({"model": "m", "colour": 1}, "unknown option"),
