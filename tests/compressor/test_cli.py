@@ -92,3 +92,16 @@ def test_nan_outputs_on_data_are_an_error(tmp_path):
     r = run_cli(p, "--input-shape", "1,1,8,8", "--out", tmp_path / "out")
     assert r.returncode == 2 and "NaN or Inf on the held-out data" in r.stderr, r.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--student", "auto", "--method", "foo"], "unknown distillation method 'foo'; choose one of: labels, kd"),
+    (["--quantize", "foo"], "unknown quantization 'foo'; choose one of: int8, fp16, dynamic, qat"),
+    (["--bench", "cpu", "--bench-device", "foo"], "unknown device 'foo'; choose one of: pixel-7"),
+    (["--bench", "gpu"], "unknown bench target 'gpu'; choose one of: cpu, mobile, browser"),
+    (["--variants", "float33"], "unknown TFLite variant 'float33'; choose one of: float32"),
+])
+def test_unknown_names_list_the_valid_ones(tmp_path, args, msg):
+    r = run_cli("demo", *args, "--out", tmp_path / "out")
+    assert r.returncode == 2 and msg in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
