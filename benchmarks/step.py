@@ -102,7 +102,7 @@ def bench_step(s: Any, bounds: str = "demo") -> dict[str, Any]:
         example = s.model.example(1)
         roles = [("teacher", s.teacher)] + ([("student", s.model)] if s.model is not s.teacher else [])
         # accuracy on the same held-out inputs the exporters' parity accuracy used
-        k = min(cfg.parity_samples, len(test))
+        k = cfg.parity_count(len(test))
         for role, m in roles:
             acc = _accuracy(m.module, test.x[:k], None if test.y is None else test.y[:k])
             it = _torch_item(role, m.module, example, Path(tmp), acc)

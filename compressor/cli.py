@@ -50,7 +50,7 @@ def run_parser(prog: str = "compress", with_model: bool = True) -> argparse.Argu
     p.add_argument("--bundle", help="browser bundle folder inside --out for tfjs/onnx-web (default web, web-ort)")
     p.add_argument("--variants", default="", help="TFLite variants: float32,float16,dynamic-int8,int8,int16x8 "
                                                   "(default: all but int16x8)")
-    p.add_argument("--parity-samples", type=int, default=256, help="held-out samples used for parity checks")
+    p.add_argument("--parity-samples", type=int, help="held-out samples used for parity checks (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--bench", default="", help="benchmark the artifacts on: cpu, mobile, browser (comma-separated; "
                                                "default off); writes report.html/report.md")
@@ -63,7 +63,8 @@ def run_parser(prog: str = "compress", with_model: bool = True) -> argparse.Argu
                                       "(quantization-aware fine-tuning); adds ONNX artifacts (see docs/quantization.md)")
     p.add_argument("--calib-method", help="int8 calibration: minmax (default), entropy, percentile")
     p.add_argument("--max-accuracy-drop", type=float, default=1.0,
-                   help="quantization accuracy budget in percentage points on the held-out split (default 1.0)")
+                   help="accuracy budget of every int8 artifact (ONNX --quantize, TFLite int8), in percentage "
+                        "points on the held-out split (default 1.0)")
     return p
 
 
@@ -93,7 +94,8 @@ def config_from_args(a: argparse.Namespace, model: str, extra_teachers: tuple[st
         bench=tuple(t.strip() for t in a.bench.split(",") if t.strip()), bench_bounds=a.bench_bounds,
         bench_device=a.bench_device,
         export=ExportOptions(calib_samples=a.calib, layout=a.layout, tfjs_quant=a.tfjs_quant, bundle=a.bundle,
-                             variants=tuple(v.strip() for v in a.variants.split(",") if v.strip())),
+                             variants=tuple(v.strip() for v in a.variants.split(",") if v.strip()),
+                             max_accuracy_drop=a.max_accuracy_drop),
         distill=distill_from_args(a, extra_teachers),
         quantize=quantize_from_args(a),
     )

@@ -33,7 +33,7 @@ class RunConfig:
     trust_model: bool = False
     input_shape: tuple[int, ...] | None = None
     seed: int = 0
-    parity_samples: int = 256
+    parity_samples: int | None = None  # None: the whole held-out split
     export: ExportOptions = field(default_factory=ExportOptions)
     distill: DistillConfig | None = None  # None: export the model as given, no distillation
     bench: tuple[str, ...] = ()  # benchmark targets after export (cpu, mobile, browser); empty: no benchmark
@@ -47,7 +47,7 @@ class RunConfig:
         import exporters
 
         exporters.expand(",".join(self.targets))
-        if self.parity_samples < 1:
+        if self.parity_samples is not None and self.parity_samples < 1:
             raise CompressError("--parity-samples must be at least 1")
         if isinstance(self.quantize, str):
             from .quantize.config import from_name
@@ -59,6 +59,10 @@ class RunConfig:
 
             expand(self.bench, TargetOptions(device=self.bench_device))
             check_choice("bench bounds preset", self.bench_bounds, tuple(PRESETS))
+
+    def parity_count(self, available: int) -> int:
+        """How many held-out samples the parity checks (and the accuracies beside them) use."""
+        return available if self.parity_samples is None else min(self.parity_samples, available)
 
 
 def from_mapping(cls: type[C], data: Any, where: str = "recipe") -> C:

@@ -79,13 +79,13 @@ def export_job(s: State) -> ExportJob:
     from .train import predict
 
     test, train = s.splits.test, s.splits.train
-    n = min(s.cfg.parity_samples, len(test))
+    n = s.cfg.parity_count(len(test))
     inputs = test.x[:n]
     reference = predict(s.model.module, inputs)
     if not np.isfinite(reference).all():
         raise CompressError(f"{s.model.source} outputs NaN or Inf on the held-out data; fix the model or the data")
     return ExportJob(model=s.model.module, example=s.model.example(1), inputs=inputs,
-                     reference=reference, calib=train.x[:s.cfg.export.calib_samples],
+                     reference=reference, calib=train.x[:s.cfg.export.calib_samples], calib_pool=train.x,
                      workdir=s.workdir, labels=None if test.y is None else test.y[:n], options=s.cfg.export)
 
 

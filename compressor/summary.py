@@ -25,11 +25,12 @@ def print_run(manifest: dict[str, Any], out: Path, console: Console) -> None:
     if t:
         console.print(f"teacher: {t['parameters']:,} parameters, test accuracy {_pct(t.get('test_accuracy'))}")
     table = Table(title=f"artifacts in {out}")
-    for col in ("artifact", "file", "size", "max |Δ| vs torch", "top-1 agree", "accuracy", "parity"):
-        table.add_column(col, justify="right" if col not in ("artifact", "file") else "left")
+    table.add_column("artifact", no_wrap=True)  # file paths are in manifest.json
+    for col in ("size", "max |Δ| vs torch", "top-1 agree", "accuracy", "parity"):
+        table.add_column(col, justify="right")
     for a in manifest["artifacts"]:
         p = a.get("parity") or {}
-        table.add_row(a["name"], a["path"], human_bytes(a["size_bytes"]), f"{p.get('max_abs_diff', float('nan')):.2e}",
+        table.add_row(a["name"], human_bytes(a["size_bytes"]), f"{p.get('max_abs_diff', float('nan')):.2e}",
                       _pct(p.get("top1_agreement")), _pct(p.get("accuracy")),
                       "[green]pass[/]" if p.get("passed") else "[red]FAIL[/]")
     console.print(table)

@@ -89,6 +89,9 @@ class ExportOptions:
     tfjs_quant: str | None = None  # float16 | uint8 | uint16
     variants: tuple[str, ...] = ()  # TFLite variants; empty: the exporter's default set
     bundle: str | None = None  # browser bundle folder inside --out; None: "web" (tfjs), "web-ort" (onnx-web)
+    # accuracy budget of calibrated int8 variants (percentage points on the held-out inputs); None: parity only
+    max_accuracy_drop: float | None = None
+    min_agreement: float = 0.99  # top-1 agreement with the float model, with the budget
 
     def __post_init__(self) -> None:
         # checked here, so that a typo fails before any slow conversion starts
@@ -99,6 +102,8 @@ class ExportOptions:
             check_choice("TFLite variant", v, TFLITE_VARIANTS)
         if self.calib_samples < 1:
             raise CompressError(f"--calib {self.calib_samples} must be at least 1")
+        if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
+            raise CompressError(f"--max-accuracy-drop {self.max_accuracy_drop} must be >= 0 percentage points")
         if self.bundle is not None:
             parts = Path(self.bundle).parts
             if not parts or Path(self.bundle).is_absolute() or ".." in parts:
@@ -116,6 +121,7 @@ class ExportJob:
     calib: np.ndarray  # calibration inputs (from the training split)
     workdir: Path
     labels: np.ndarray | None = None
+    calib_pool: np.ndarray | None = None  # the whole training split: more calibration samples, if a budget needs them
     options: ExportOptions = field(default_factory=ExportOptions)
     artifacts: dict[str, Artifact] = field(default_factory=dict)  # produced so far, by Artifact.name
     scratch: dict[str, Any] = field(default_factory=dict)  # shared intermediates (e.g. a SavedModel)

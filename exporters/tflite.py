@@ -13,9 +13,11 @@ operator and the layer, not a file that fails on the phone.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -201,7 +203,11 @@ def export(job: ExportJob) -> list[Artifact]:
     for variant in variants:
         t1 = time.perf_counter()
         path = folder / f"model_{variant.replace('-', '_')}.tflite"
-        path.write_bytes(convert(sm, variant, job))
+        budget = {}
+        if variant == "int8" and job.options.max_accuracy_drop is not None:
+            budget = _int8_within_budget(job, sm, path)
+        else:
+            path.write_bytes(convert(sm, variant, job))
         ops = _tf.graph_ops(path)
         ins, outs = io_specs(path)
         counts: dict[str, int] = {}
@@ -212,8 +218,21 @@ def export(job: ExportJob) -> list[Artifact]:
             convert_seconds=time.perf_counter() - t1 + (shared if variant == "float32" else 0.0),
             extra={"converter": "onnx2tf (SavedModel) + tf.lite.TFLiteConverter", "layout": _tf.layout_of(job),
                    "calibration_samples": len(job.calib) if variant in ("int8", "int16x8") else 0,
-                   **_tf.transpose_stats(ops), "op_counts": dict(sorted(counts.items()))}))
+                   **_tf.transpose_stats(ops), "op_counts": dict(sorted(counts.items())), **budget}))
     return made
+
+
+def _int8_within_budget(job: ExportJob, saved_model: Path, path: Path) -> dict:
+    """Full-integer int8 held to the accuracy budget (more calibration samples while it breaks it)."""
+    from compressor.quantize.budget import Budget
+    from compressor.quantize.tflite import int8_within_budget
+
+    budget = Budget(job.options.max_accuracy_drop, job.options.min_agreement)
+    pool = job.calib if job.calib_pool is None else job.calib_pool
+    out = int8_within_budget(job, saved_model, pool, budget)
+    shutil.move(out.artifact, path)
+    return {"budget": dataclasses.asdict(budget), "chosen_by": out.chosen.step,
+            "calibration_samples": out.chosen.settings.calib_samples, "trials": [t.to_dict() for t in out.trials]}
 
 
 def thresholds(variant: str, reference: np.ndarray) -> tuple[float | None, float]:

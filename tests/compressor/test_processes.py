@@ -66,6 +66,6 @@ def test_ctrl_c_closes_chromium_and_server(tmp_path):
     finally:
         if p.poll() is None:
             p.kill()
-    gone, alive = psutil.wait_procs(kids, timeout=10)
+    _, alive = psutil.wait_procs(kids, timeout=10)
     assert [k.pid for k in alive if k.status() != psutil.STATUS_ZOMBIE] == []
     assert not _port_open(url)

@@ -130,7 +130,6 @@ def test_browser_safe_variant(float_onnx, splits, reference, tmp_path):
 
 
 @pytest.mark.browser
-@pytest.mark.slow
 def test_int8_runs_in_onnxruntime_web(float_onnx, splits, reference, tmp_path):
     """The same QDQ file in onnxruntime-web's wasm kernels gives ONNX Runtime CPU's outputs."""
     from compressor.quantize.onnx import run_in_ort_web
