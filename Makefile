@@ -1,4 +1,5 @@
-# `make demo`: set everything up (idempotent) and run the main job on the built-in digits teacher.
+# `make demo`: set everything up (idempotent), then distil the built-in digits teacher into a quarter-size
+# student, quantize it, export every target and benchmark them (report in demo-out/report.html).
 # `make test`: set everything up and run the test suite (what CI runs).
 SHELL := /bin/bash
 VENV := .venv
@@ -10,7 +11,8 @@ setup:
 	@bash scripts/setup.sh --browser
 
 demo: setup
-	$(VENV)/bin/compress demo --target all --bench cpu,mobile,browser --out $(DEMO_OUT) --overwrite
+	$(VENV)/bin/compress demo --student auto --ratio 0.25 --quantize int8 --target all,onnx-web \
+		--bench cpu,mobile,browser --out $(DEMO_OUT) --overwrite
 
 test: setup
 	$(PY) -m pytest -q

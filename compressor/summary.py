@@ -21,16 +21,18 @@ def _pct(x: float | None) -> str:
 
 
 def print_run(manifest: dict[str, Any], out: Path, console: Console) -> None:
-    t = manifest.get("teacher", {})
-    if t:
-        console.print(f"teacher: {t['parameters']:,} parameters, test accuracy {_pct(t.get('test_accuracy'))}")
+    for role in ("teacher", "student"):
+        m = manifest.get(role)
+        if m:
+            console.print(f"{role}: {m['parameters']:,} parameters, test accuracy {_pct(m.get('test_accuracy'))}")
     table = Table(title=f"artifacts in {out}")
     table.add_column("artifact", no_wrap=True)  # file paths are in manifest.json
-    for col in ("size", "max |Δ| vs torch", "top-1 agree", "accuracy", "parity"):
+    # n: held-out inputs compared; max|Δ| and agreement are against PyTorch's outputs on them
+    for col in ("size", "n", "max|Δ|", "agree", "accuracy", "parity"):
         table.add_column(col, justify="right")
     for a in manifest["artifacts"]:
         p = a.get("parity") or {}
-        table.add_row(a["name"], human_bytes(a["size_bytes"]), f"{p.get('max_abs_diff', float('nan')):.2e}",
+        table.add_row(a["name"], human_bytes(a["size_bytes"]), str(p.get("n_samples", "-")), f"{p.get('max_abs_diff', float('nan')):.1e}",
                       _pct(p.get("top1_agreement")), _pct(p.get("accuracy")),
                       "[green]pass[/]" if p.get("passed") else "[red]FAIL[/]")
     console.print(table)
