@@ -239,7 +239,8 @@ def _report(a, seeds, xseeds, settings, correct, info, chosen_t, timing, n) -> d
     print(f"| {'student':16} | {'params':>6} | {'labels only %':>13} | {'KD %':>13} | {'T chosen':>9} | "
           f"{'diff [95% CI]':>21} | {'p':>6} | {'McNemar per seed: KD-only/labels-only p':40} |")
     print(f"|{'-' * 18}|{'-' * 8}|{'-' * 15}|{'-' * 15}|{'-' * 11}|{'-' * 23}|{'-' * 8}|{'-' * 42}|")
-    figures = {"accuracy": acc, "info": info, "temperatures_chosen": chosen_t, "timing": timing, "paired": {}}
+    figures = {"accuracy": acc, "info": info, "temperatures_chosen": chosen_t, "timing": timing, "paired": {},
+               "correct": {arm: c.astype(int).tolist() for arm, c in correct.items()}}  # per image, to re-test
     for r, init in settings:
         key = f"r={r:g} {init}"
         lab, kd = correct[f"{key} labels"], correct[f"{key} KD"]

@@ -78,7 +78,7 @@ def latency_rows(result: dict[str, Any]) -> list[list[str]]:
 
 
 ARTIFACT_COLS = ("artifact", "format", "variant", "size", "gzip", "parameters", "MACs", "accuracy",
-                 "export parity max|Δ|")
+                 "top-1 agreement with float", "export parity max|Δ|")
 
 
 def artifact_rows(result: dict[str, Any]) -> list[list[str]]:
@@ -89,6 +89,7 @@ def artifact_rows(result: dict[str, Any]) -> list[list[str]]:
                     f"{a['parameters']:,}" if a.get("parameters") else "-",
                     f"{a['macs']:,}" if a.get("macs") else "-",
                     f"{100 * a['accuracy']:.2f}%" if a.get("accuracy") is not None else "-",
+                    f"{100 * p['top1_agreement']:.2f}%" if p.get("top1_agreement") is not None else "-",
                     f"{p['max_abs_diff']:.1e}" if p.get("max_abs_diff") is not None else "-"])
     return out
 
