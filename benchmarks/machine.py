@@ -10,7 +10,6 @@ import json
 import os
 import platform
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +48,9 @@ def memory_bytes() -> int | None:
 
 
 def runtime_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in RUNTIMES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
+    from compressor.manifest import tool_versions
+
+    out = tool_versions(RUNTIMES)
     for pkg, key in (("@tensorflow/tfjs", "tfjs"), ("onnxruntime-web", "onnxruntime-web")):
         f = ROOT / "node_modules" / pkg / "package.json"
         if f.exists():

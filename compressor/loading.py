@@ -240,11 +240,16 @@ def load_model(path: str | Path, *, arch: str | None = None, trust_model: bool =
 
 def from_module(module: nn.Module, input_shape: tuple[int, ...] | None = None, name: str = "model") -> LoadedModel:
     """Wrap a model built in Python (the API's entry point, the demo, tests)."""
-    h = hashlib.sha256()
+    return finish(module, kind="python", source=name, sha=module_hash(module), meta={}, input_shape=input_shape)
+
+
+def module_hash(module: nn.Module) -> str:
+    """A module's identity for caches: its class name and every weight and buffer."""
+    h = hashlib.sha256(type(module).__name__.encode())
     for k, v in module.state_dict().items():
         h.update(k.encode())
-        h.update(v.detach().cpu().numpy().tobytes())
-    return finish(module, kind="python", source=name, sha=h.hexdigest(), meta={}, input_shape=input_shape)
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def save_torchscript(module: nn.Module, path: Path, input_shape: tuple[int, ...], input_dtype: str = "float32") -> None:

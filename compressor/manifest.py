@@ -18,9 +18,10 @@ TOOLS = ("torch", "numpy", "onnx", "onnxruntime", "onnxscript", "tensorflow", "a
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def tool_versions() -> dict[str, str]:
+def tool_versions(names: tuple[str, ...] = TOOLS) -> dict[str, str]:
+    """Python's version and each installed package's (packages not installed are left out)."""
     out = {"python": platform.python_version()}
-    for name in TOOLS:
+    for name in names:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..loading import sha256_of
+
 VERSION = 1  # bump when the layout or the meaning of the cached arrays changes
 
 
@@ -37,14 +39,6 @@ def make_key(teacher_sha: str, data_sha: str, features: list[str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def read(root: Path, key: str) -> dict[str, np.ndarray] | None:
     """The entry's arrays, memory-mapped read-only; None when missing or failing its checksums."""
     entry = Path(root) / key
@@ -56,7 +50,7 @@ def read(root: Path, key: str) -> dict[str, np.ndarray] | None:
     for name, info in meta["arrays"].items():
         path = entry / info["file"]
         try:
-            if _file_sha(path) != info["sha256"]:
+            if sha256_of(path) != info["sha256"]:
                 return None
             out[name] = np.load(path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError):
@@ -74,7 +68,7 @@ def write(root: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
             file = f"a{i}.npy"
             np.save(tmp / file, np.ascontiguousarray(a), allow_pickle=False)
             meta["arrays"][name] = {"file": file, "shape": list(a.shape), "dtype": str(a.dtype),
-                                    "sha256": _file_sha(tmp / file)}
+                                    "sha256": sha256_of(tmp / file)}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         entry = root / key
         if entry.exists() and read(root, key) is None:

@@ -21,7 +21,7 @@ from torch import nn
 
 from .. import data as datasets
 from ..errors import CompressError
-from ..loading import LoadedModel, load_model
+from ..loading import LoadedModel, load_model, module_hash
 from . import distributed as dd
 from . import students, targets
 from .config import DistillConfig
@@ -79,7 +79,7 @@ def _fingerprint(cfg: DistillConfig, data: TrainData, teacher_shas: list[str], s
                  student: nn.Module) -> str:
     opts = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_IN_FINGERPRINT}
     h = hashlib.sha256(json.dumps({"opts": opts, "teachers": teacher_shas, "stage": stage,
-                                   "student": targets.module_hash(student)}, default=str).encode())
+                                   "student": module_hash(student)}, default=str).encode())
     for a in (data.x, data.y, data.val_x, data.val_y):
         h.update(targets.cache.data_hash(a).encode())
     return h.hexdigest()
@@ -143,7 +143,7 @@ def distill(teacher: LoadedModel, splits: datasets.Splits, cfg: DistillConfig, *
                            "history": [{"epoch": h["epoch"], "loss": round(h["loss"], 6), "val": round(h["val"], 6)}
                                        for h in res.history]})
         prev = student
-        stage_teachers = [(student, targets.module_hash(student))]
+        stage_teachers = [(student, module_hash(student))]
     dd.teardown()
     out.student = prev.eval()
     return out

@@ -5,7 +5,6 @@ with augmentation every batch is new, so the teachers run online in eval mode un
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +16,6 @@ from . import distributed as dd
 from .features import tap
 from .losses import soft_targets
 from .trainer import TargetFn
-
-
-def module_hash(module: nn.Module) -> str:
-    h = hashlib.sha256(type(module).__name__.encode())
-    for k, v in module.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 @torch.no_grad()
