@@ -72,4 +72,4 @@ def test_cli_flags(capsys):
     assert main(["nonexistent.pt", "--calib-method", "entropy"]) == 2
     assert "--calib-method needs --quantize int8" in capsys.readouterr().err
     assert main(["nonexistent.pt", "--quantize", "int8", "--max-accuracy-drop", "-2"]) == 2
-    assert "max_accuracy_drop must be >= 0" in capsys.readouterr().err
+    assert "max-accuracy-drop -2.0 must be >= 0" in capsys.readouterr().err
