@@ -21,7 +21,9 @@ c = only labels right). One thread, one run at a time.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -134,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     ds = datasets.load_digits()
     n = len(ds.y)
     work = Path(tempfile.mkdtemp(prefix="distill-quality-"))
+    atexit.register(shutil.rmtree, work, True)  # ~100 MB of per-epoch checkpoints, of no use afterwards
     settings = [(r, init) for r in ratios for init in ("teacher", "random")]
     correct: dict[str, np.ndarray] = {}  # arm -> (seeds, images) test correctness
     info: dict[str, dict] = {}

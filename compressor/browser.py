@@ -142,16 +142,17 @@ def page_errors(page: Any) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m compressor.browser FOLDER`: serve a bundle on 127.0.0.1 with COOP/COEP until Ctrl-C."""
+    import argparse
     import sys
     import time
 
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m compressor.browser FOLDER", file=sys.stderr)
-        return 2
+    p = argparse.ArgumentParser(prog="python -m compressor.browser",
+                                description="Serve a bundle folder on 127.0.0.1 with COOP/COEP headers.")
+    p.add_argument("folder", type=Path)
+    folder = p.parse_args(argv).folder
     try:
-        with serve(Path(args[0])) as url:
-            print(f"serving {args[0]} at {url} (cross-origin isolated); Ctrl-C stops", flush=True)
+        with serve(folder) as url:
+            print(f"serving {folder} at {url}index.html (cross-origin isolated); Ctrl-C stops", flush=True)
             while True:
                 time.sleep(3600)
     except CompressError as e:
