@@ -58,8 +58,25 @@ def test_argument_parsing(argv):
 
 
 @FAST
+@given(st.one_of(st.text(max_size=200),
+                 st.dictionaries(st.sampled_from(["student", "ratio", "methods", "weights", "temperature", "epochs",
+                                                  "alpha", "hints", "distill", "colour"]),
+                                 st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8),
+                                           st.lists(st.text(max_size=5), max_size=3)), max_size=5)
+                 .map(yaml.safe_dump)))
+def test_recipe_loader(text):
+    """The project's recipe loader on arbitrary text and on near-valid recipes: a config or our own error."""
+    from compressor.distill import recipe
+
+    try:
+        recipe.parse(text)
+    except CompressError:
+        pass
+
+
+@FAST
 @given(st.text(max_size=200))
-def test_recipe_text(text):
+def test_run_config_from_arbitrary_yaml(text):
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError:
