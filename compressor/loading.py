@@ -218,6 +218,7 @@ def _probe(module: nn.Module, shape: tuple[int, ...], dtype: torch.dtype, source
     except Exception as e:  # noqa: BLE001 - user code
         # the last line is the cause; TorchScript puts its interpreter traceback before it
         msg = ([ln.strip() for ln in str(e).splitlines() if ln.strip()] or [""])[-1][:200]
+        msg = msg.removeprefix(f"{type(e).__name__}: ")
         raise CompressError(f"{source} fails on an input of shape {tuple(shape)} ({type(e).__name__}: {msg}); "
                             "pass the right --input-shape (a .pt2 program must be exported with a dynamic batch)"
                             ) from None

@@ -30,8 +30,9 @@ def parse(text: str, where: str = "recipe") -> DistillConfig:
     try:
         data = yaml.safe_load(text)
     except yaml.constructor.ConstructorError as e:
-        raise CompressError(f"{where} uses the YAML tag {getattr(e, 'problem', '') or ''} that would build a Python "
-                            "object; recipes are plain data: remove the tag") from None
+        tag = (getattr(e, "problem", "") or "").rpartition("tag ")[2] or "(unknown)"
+        raise CompressError(f"{where} uses the YAML tag {tag}, which would build a Python object; recipes are "
+                            "plain data: remove the tag") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
