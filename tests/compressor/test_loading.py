@@ -115,3 +115,22 @@ def test_detect_formats(teacher_files):
     assert detect_format(teacher_files["torchscript"]) == "torchscript"
     assert detect_format(teacher_files["pt2"]) == "torch-export"
     assert detect_format(teacher_files["state_dict"]) == "torch-save"
+
+
+def test_arch_imports_only_the_named_module(tmp_path, monkeypatch):
+    """--arch runs the import of the module it names, and nothing else from the user's folders."""
+    import sys
+
+    pkg = tmp_path / "userpkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "other.py").write_text(f"open({str(tmp_path / 'other-imported')!r}, 'w').close()\n")
+    (pkg / "nets.py").write_text("from compressor.models import DigitsMLP as Net\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    p = tmp_path / "sd.pt"
+    from compressor.models import DigitsMLP
+
+    torch.save(DigitsMLP().state_dict(), p)
+    m = load_model(p, arch="userpkg.nets:Net")
+    assert m.num_outputs == 10
+    assert "userpkg.other" not in sys.modules and not (tmp_path / "other-imported").exists()
