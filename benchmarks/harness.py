@@ -6,7 +6,9 @@ Phases of one measurement (one artifact on one target):
   warm-up        at least `warmup_runs` runs and `warmup_seconds` (capped by `max_seconds`)
   steady state   at least `min_runs` runs and `min_seconds`, at most `max_seconds`
                  (the time cap wins over the count, as benchmark_model's max_secs does)
-  throughput     a short run at batch `batch`, when the artifact accepts it
+  throughput     a short run at batch `batch`; an artifact with a fixed batch of 1 (TFLite, TF.js from
+                 onnx2tf) runs the same `batch` inputs as back-to-back single calls instead, marked
+                 batch_mode "sequential"
 The browser page (benchmarks/web/bench.js) implements the same protocol in JavaScript.
 """
 from __future__ import annotations
@@ -90,14 +92,22 @@ def measure(load: Callable[[], Any], run: Callable[[Any, np.ndarray], Any], x: n
     out: dict[str, Any] = {"load_ms": 1e3 * load_s, "first_ms": 1e3 * first_s, "warmup_runs": len(warm),
                            "warmup_ms": 1e3 * sum(warm), "samples_ms": [1e3 * t for t in steady]}
     if xb is not None and bounds.batch:
+        def batched() -> Any:
+            return run(sess, xb)
+
+        def sequential() -> None:
+            for i in range(len(xb)):
+                run(sess, xb[i:i + 1])
+
         try:
             run(sess, xb)  # first call at a new shape may re-plan; keep it out of the samples
-            bt = _loop(lambda: run(sess, xb), 3, bounds.batch_seconds, max(bounds.batch_seconds, 0.05) * 4,
-                       bounds.max_runs)
-            out["batch"] = int(xb.shape[0])
-            out["batch_samples_ms"] = [1e3 * t for t in bt]
-        except Exception as e:  # noqa: BLE001 - a fixed-batch artifact cannot do it; say so in the result
+            fn, out["batch_mode"] = batched, "batched"
+        except Exception as e:  # noqa: BLE001 - a fixed-batch artifact: the same inputs, one call each
             out["batch_error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
+            fn, out["batch_mode"] = sequential, "sequential"
+        bt = _loop(fn, 3, bounds.batch_seconds, max(bounds.batch_seconds, 0.05) * 4, bounds.max_runs)
+        out["batch"] = int(xb.shape[0])
+        out["batch_samples_ms"] = [1e3 * t for t in bt]
     out["session"] = sess
     return out
 

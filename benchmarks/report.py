@@ -40,7 +40,8 @@ def _parity(r: dict[str, Any]) -> str:
 def _thr(r: dict[str, Any]) -> tuple[str, str]:
     t = r.get("throughput_per_s") or {}
     big = [k for k in t if k != "batch_1"]
-    other = f"{t[big[0]]:.0f} (b{big[0].split('_')[1]})" if big else ("fixed batch" if r.get("batch_error") else "-")
+    seq = " seq" if r.get("batch_mode") == "sequential" else ""  # fixed batch 1: back-to-back single calls
+    other = f"{t[big[0]]:.0f} (b{big[0].split('_')[1]}{seq})" if big else "-"
     return (f"{t['batch_1']:.0f}" if "batch_1" in t else "-", other)
 
 

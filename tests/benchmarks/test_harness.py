@@ -58,3 +58,23 @@ def test_pinned_and_capped_worker(models):
                            pin_core=0, mem_cap_mb=1024))
     assert "error" not in res, res
     assert res["cores"] == [0] and res["mem_cap_mb"] == 1024
+
+
+def test_fixed_batch_artifact_gets_sequential_throughput():
+    """A model that only takes batch 1 is timed on the same batch as back-to-back single calls."""
+    calls = []
+
+    def run(_sess, x):
+        if len(x) != 1:
+            raise ValueError("dimension mismatch: batch fixed at 1")
+        calls.append(1)
+        return x
+
+    x = np.zeros((1, 4), np.float32)
+    b = Bounds(warmup_runs=1, warmup_seconds=0, min_runs=2, min_seconds=0, max_seconds=0.1, batch=8,
+               batch_seconds=0.01)
+    out = measure(lambda: object(), run, x, b, xb=np.zeros((8, 4), np.float32))
+    assert out["batch_mode"] == "sequential" and out["batch"] == 8 and len(out["batch_samples_ms"]) >= 3
+    assert "batch fixed at 1" in out["batch_error"]
+    batched = measure(lambda: object(), lambda _s, x: x, x, b, xb=np.zeros((8, 4), np.float32))
+    assert batched["batch_mode"] == "batched" and "batch_error" not in batched
