@@ -1,4 +1,4 @@
-"""The main job as an ordered list of small steps: load, data, distill, quantize, export, bench, report.
+"""The main job as an ordered list of small steps: load, data, distill, export, quantize, bench, report.
 
 Each step reads and extends one `State`. All files are built in a staged folder and
 published atomically at the end (compressor.outputs.staged).
