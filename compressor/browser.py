@@ -103,16 +103,31 @@ def chromium(*, headless: bool = True) -> Iterator[Any]:
         from playwright.sync_api import sync_playwright
     except ImportError:
         raise CompressError("playwright is not installed; run `make setup`") from None
+    import psutil
+
     flags = [f for f in CHROMIUM_FLAGS if headless or f != "--headless"]
+    before = {c.pid for c in psutil.Process().children(recursive=True)}
     with sync_playwright() as p:
         try:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=headless, args=flags)
         except Exception as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CompressError(f"could not start {CHROMIUM} ({first}); run `make setup`") from e
+        ours = [c for c in psutil.Process().children(recursive=True) if c.pid not in before]
         try:
             yield browser
-        finally:
+        except KeyboardInterrupt:
+            # after an interrupt a graceful close can hang (playwright-python #1150): end the driver
+            # and the browser processes this launch started, directly
+            for c in ours:
+                with contextlib.suppress(psutil.Error):
+                    c.kill()
+            psutil.wait_procs(ours, timeout=5)
+            raise
+        except BaseException:
+            browser.close()
+            raise
+        else:
             browser.close()
 
 
