@@ -49,15 +49,6 @@ def barrier() -> None:
         dist.barrier()
 
 
-def broadcast_object(obj: Any) -> Any:
-    """Rank 0's value on every rank."""
-    if not active():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def sync_buffers(module: torch.nn.Module) -> None:
     """Copy rank 0's buffers (batch-norm statistics) everywhere, so every rank validates the same model."""
     if active():
