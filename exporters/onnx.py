@@ -106,7 +106,21 @@ def optimize(src: Path, dst: Path) -> None:
     so.optimized_model_filepath = str(dst)
     so.log_severity_level = 3
     ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+    compact(dst)
     onnx.checker.check_model(str(dst))
+
+
+def compact(path: Path) -> None:
+    """Drop per-node debug metadata (the dynamo exporter's stack traces and FX node text, ~1 KB a
+    node) and shape annotations: no runtime reads them, and on a small model they are a fifth of the file."""
+    import onnx
+
+    m = onnx.load(str(path))
+    for n in m.graph.node:
+        del n.metadata_props[:]
+        n.doc_string = ""
+    del m.graph.value_info[:]
+    onnx.save(m, str(path))
 
 
 def io_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:

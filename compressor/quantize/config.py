@@ -93,9 +93,8 @@ class QAT:
     batch: int = 64
     temperature: float = 4.0
     alpha: float = 0.5  # weight of the hard-label loss, 1 - alpha on distillation (as DistillConfig.alpha)
-    freeze_bn_epoch: int = 1  # BatchNorm statistics frozen from this epoch on (standard QAT recipe)
-    freeze_observer_epoch: int = 2  # quantization ranges frozen from this epoch on
-    backend: str = "x86"  # torch.ao backend config: x86 (fbgemm-like) or qnnpack (ARM)
+    freeze_bn_epoch: int = 1  # BatchNorm statistics frozen after this many epochs (standard QAT recipe)
+    freeze_observer_epoch: int = 2  # activation ranges frozen after this many epochs
     max_accuracy_drop: float | None = 1.0
     # QAT retrains the weights, so it is judged on accuracy; agreement with the float model is recorded
     # (and gates at >= 0.95 only when the held-out data has no labels)
@@ -103,7 +102,6 @@ class QAT:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_choice("QAT backend", self.backend, ("x86", "qnnpack"))
         if self.epochs < 1 or self.batch < 1 or self.lr <= 0:
             raise CompressError("QAT needs epochs >= 1, batch >= 1 and lr > 0")
         if not 0.0 <= self.alpha <= 1.0 or self.temperature <= 0:

@@ -103,9 +103,7 @@ def finish(path: Path, variant: str, ho: HeldOut, *, max_abs: float | None, min_
     """The artifact with its parity (held-out split) and the manifest's per-artifact figures."""
     import onnxruntime as ort
 
-    from exporters.onnx import io_specs, run
-
-    from .onnx import compact
+    from exporters.onnx import compact, io_specs, run
 
     compact(path)
     ins, outs = io_specs(path)

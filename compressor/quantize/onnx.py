@@ -163,18 +163,6 @@ def sensitivity(src: Path, calib: np.ndarray, x: np.ndarray, s: Settings, workdi
     return sorted(scores, key=lambda t: -t[1])
 
 
-def compact(path: Path) -> None:
-    """Drop per-node debug metadata (exporter stack traces, FX node text) carried over from the
-    float model: it is a third of a small int8 file and no runtime reads it."""
-    import onnx
-
-    m = onnx.load(str(path))
-    for n in m.graph.node:
-        del n.metadata_props[:]
-        n.doc_string = ""
-    onnx.save(m, str(path))
-
-
 def self_contained(path: Path) -> None:
     """Rewrite an ONNX file with its weights inside (the dynamo exporter writes a side .data file)."""
     import onnx
@@ -231,3 +219,66 @@ def op_types(path: Path) -> list[str]:
     import onnx
 
     return sorted({n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node})
+
+
+def dequantized(src: Path, dst: Path) -> Path:
+    """A float copy of a QDQ model: constant DequantizeLinear folded into float weights (exactly the
+    int8 values times their scales) and activation QuantizeLinear->DequantizeLinear pairs removed (a
+    pair whose range starts at 0 becomes the ReLU it stands for).
+
+    What a float-only converter (onnx2tf) can read; its int8 conversion then re-quantizes weights that
+    already lie on the int8 grid, so quantization-aware training survives the trip.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    m = onnx.load(str(src))
+    g = m.graph
+    consts = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    made = {o: n for n in g.node for o in n.output}
+    uses: dict[str, list[str]] = {}
+    for n in g.node:
+        for i in n.input:
+            uses.setdefault(i, []).append(n.op_type)
+    outputs = {o.name for o in g.output}
+    folded, alias, keep = [], {}, []
+    for n in g.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] in consts:
+            q, scale = consts[n.input[0]].astype(np.float32), consts[n.input[1]].astype(np.float32)
+            zero = consts[n.input[2]].astype(np.float32) if len(n.input) > 2 and n.input[2] else np.float32(0)
+            if scale.ndim == 1 and q.ndim > 1:  # per-channel: broadcast along the node's axis
+                axis = next((a.i for a in n.attribute if a.name == "axis"), 1) % q.ndim
+                shape = [1] * q.ndim
+                shape[axis] = -1
+                scale, zero = scale.reshape(shape), np.reshape(zero, shape if np.ndim(zero) else ())
+            folded.append(numpy_helper.from_array(((q - zero) * scale).astype(np.float32), n.output[0]))
+        elif n.op_type == "DequantizeLinear" and getattr(made.get(n.input[0]), "op_type", "") == "QuantizeLinear":
+            qn = made[n.input[0]]
+            zero = consts.get(qn.input[2]) if len(qn.input) > 2 else None
+            if zero is not None and zero.size == 1 and int(zero) == np.iinfo(zero.dtype).min:
+                # the pair clamps at 0: that is how QDQ writes a ReLU it fused away; keep the ReLU
+                keep.append(helper.make_node("Relu", [qn.input[0]], [n.output[0]], name=f"{n.output[0]}_relu"))
+            else:
+                alias[n.output[0]] = qn.input[0]
+        elif n.op_type != "QuantizeLinear" or n.output[0] in outputs or \
+                set(uses.get(n.output[0], [])) != {"DequantizeLinear"}:
+            keep.append(n)  # a QuantizeLinear not followed by DequantizeLinear only: refused below
+
+    def real(name: str) -> str:
+        while name in alias:
+            name = alias[name]
+        return name
+    for n in keep:
+        n.input[:] = [real(i) for i in n.input]
+    keep += [helper.make_node("Identity", [real(o)], [o], name=f"{o}_identity") for o in outputs if o in alias]
+    if any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in keep):
+        raise CompressError(f"{src.name}: a QuantizeLinear/DequantizeLinear that is not a constant weight or a "
+                            "Q->DQ pair; the float copy for TFLite cannot be made")
+    used = {i for n in keep for i in n.input}
+    inits = [i for i in g.initializer if i.name in used and i.name not in {f.name for f in folded}]
+    del g.node[:], g.initializer[:], g.value_info[:]
+    g.node.extend(keep)
+    g.initializer.extend(inits + [f for f in folded if f.name in used])
+    onnx.checker.check_model(m)
+    onnx.save(m, str(dst))
+    return dst

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import io
 import logging
 import time
@@ -46,8 +47,34 @@ def _torchao():
     except ImportError as e:
         raise CompressError(f"--quantize qat needs torchao ({e}); run scripts/setup.sh "
                             "(it installs torchao==0.18.0)") from None
-    quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config(is_qat=True))
+    quantizer = X86InductorQuantizer().set_global(_qat_config(get_default_x86_inductor_quantization_config(is_qat=True)))
     return quantizer, prepare_qat_pt2e, convert_pt2e, move_exported_model_to_train, move_exported_model_to_eval
+
+
+def _qat_config(default: Any) -> Any:
+    """X86's QAT config with the weights on the grid ONNX Runtime and TFLite use themselves.
+
+    Symmetric per-channel int8 in [-127, 127] (both runtimes' symmetric range; X86's default is
+    [-128, 127]) with a memoryless observer, so that each channel's scale is max|w| / 127 of the
+    weights as they end: re-quantizing the converted weights (TFLite's converter does) then lands
+    on the same integers instead of rounding twice.
+    """
+    from torchao.quantization.pt2e.fake_quantize import FusedMovingAvgObsFakeQuantize
+    from torchao.quantization.pt2e.observer import MovingAveragePerChannelMinMaxObserver
+
+    fq = FusedMovingAvgObsFakeQuantize.with_args(eps=2 ** -12, observer=MovingAveragePerChannelMinMaxObserver,
+                                                  averaging_constant=1.0)
+    weight = dataclasses.replace(default.weight, quant_min=-127, observer_or_fake_quant_ctr=fq)
+    return dataclasses.replace(default, weight=weight)
+
+
+def _freeze_activation_ranges(gm: torch.fx.GraphModule) -> None:
+    """Stop the activation observers (standard QAT: ranges settle, then weights adapt to them); the
+    per-channel weight observers keep following the weights (see _qat_config)."""
+    for m in gm.modules():
+        if hasattr(m, "disable_observer") and getattr(m, "qscheme", None) not in (torch.per_channel_symmetric,
+                                                                                  torch.per_channel_affine):
+            m.disable_observer()
 
 
 def _freeze_batch_norm(gm: torch.fx.GraphModule) -> None:
@@ -80,6 +107,18 @@ def _logits(model: Callable, x: np.ndarray, batch: int = 512) -> np.ndarray:
     return torch.cat([model(torch.from_numpy(x[i:i + batch])) for i in range(0, len(x), batch)]).numpy()
 
 
+@torch.no_grad()
+def _score(model: Callable, teacher: nn.Module, val: Any, temperature: float) -> tuple[float, float]:
+    """(accuracy, -distillation loss) on the validation split: the loss breaks accuracy ties, which on a
+    few hundred images are common. Without labels, agreement with the teacher stands in for accuracy."""
+    from ..distill.losses import kd_loss, soft_targets
+
+    out, t = torch.from_numpy(_logits(model, val.x)), torch.from_numpy(_logits(teacher, val.x))
+    truth = t.argmax(1) if val.y is None else torch.from_numpy(val.y)
+    return float((out.argmax(1) == truth).float().mean()), -float(kd_loss(out, soft_targets([t], temperature),
+                                                                          temperature))
+
+
 def finetune(student: nn.Module, teacher: nn.Module, cfg: QAT, splits: Splits,
              log: Callable[[str], None] = lambda _m: None) -> torch.fx.GraphModule:
     """The fake-quantized student after QAT with distillation (best validation epoch), in eval mode."""
@@ -100,15 +139,22 @@ def finetune(student: nn.Module, teacher: nn.Module, cfg: QAT, splits: Splits,
         gm = prepare(gm, quantizer)
     opt = torch.optim.AdamW(gm.parameters(), lr=cfg.lr, weight_decay=0.0)
     val = splits.val if len(splits.val) else splits.train
-    best, best_state = -1.0, None
-    for epoch in range(cfg.epochs):
+    what = "accuracy" if val.y is not None else "agreement with the teacher"
+    # the start counts as a candidate: observers calibrated on the training data, no update yet (what
+    # post-training quantization gives), so fine-tuning is kept only where validation says it helped
+    to_eval(gm)
+    with torch.no_grad():
+        for i in range(0, len(x_train), cfg.batch):
+            gm(x_train[i:i + cfg.batch])
+    best = _score(gm, teacher, val, cfg.temperature)
+    best_state, best_epoch = copy.deepcopy(gm.state_dict()), 0
+    log(f"QAT start (calibrated, not trained): validation {what} {100 * best[0]:.2f}%")
+    for epoch in range(1, cfg.epochs + 1):
         to_train(gm)  # before freezing: torchao's to_train rewrites every batch norm to training mode
-        if epoch >= cfg.freeze_bn_epoch:
+        if epoch > cfg.freeze_bn_epoch:
             _freeze_batch_norm(gm)
-        if epoch >= cfg.freeze_observer_epoch:
-            from torchao.quantization.pt2e import disable_observer
-
-            gm.apply(disable_observer)
+        if epoch > cfg.freeze_observer_epoch:
+            _freeze_activation_ranges(gm)
         for idx in torch.randperm(len(x_train), generator=gen).split(cfg.batch):
             if len(idx) < 2:  # batch norm in training mode needs two samples
                 continue
@@ -121,17 +167,13 @@ def finetune(student: nn.Module, teacher: nn.Module, cfg: QAT, splits: Splits,
             loss.backward()
             opt.step()
         to_eval(gm)
-        if val.y is None:  # unlabelled: agreement with the teacher decides
-            acc = float((_logits(gm, val.x).argmax(1) == _logits(teacher, val.x).argmax(1)).mean())
-        else:
-            acc = float((_logits(gm, val.x).argmax(1) == val.y).mean())
-        log(f"QAT epoch {epoch + 1}/{cfg.epochs}: validation {'accuracy' if val.y is not None else 'agreement'} "
-            f"{100 * acc:.2f}%")
-        if acc > best:
-            best, best_state = acc, copy.deepcopy(gm.state_dict())
-    if best_state is not None:
-        gm.load_state_dict(best_state)
+        score = _score(gm, teacher, val, cfg.temperature)
+        log(f"QAT epoch {epoch}/{cfg.epochs}: validation {what} {100 * score[0]:.2f}%")
+        if score > best:
+            best, best_state, best_epoch = score, copy.deepcopy(gm.state_dict()), epoch
+    gm.load_state_dict(best_state)
     to_eval(gm)
+    gm.meta["qat_best_epoch"] = best_epoch
     return gm
 
 

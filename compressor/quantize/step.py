@@ -3,7 +3,8 @@
 Runs after "export" (it starts from the verified float32 ONNX), before "bench" (so that the
 quantized artifacts are timed too). Every artifact it adds passed `require_parity` and carries
 its held-out accuracy, its accuracy drop against the float model and its size ratio.
-TFLite int8/float16 variants come from exporters/tflite.py, not from here.
+TFLite int8/float16 variants come from exporters/tflite.py, not from here; only QAT's TFLite int8
+(tflite:qat-int8) is made here, from the QAT ONNX, since the fine-tuned weights exist only after this step.
 """
 from __future__ import annotations
 
@@ -21,11 +22,48 @@ from .onnx import onnx_size
 
 def _configs(cfg: Any, targets: list[str]) -> list[Any]:
     out = []
-    if "onnx" in targets:
+    if "onnx" in targets or (isinstance(cfg, QAT) and "tflite" in targets):  # QAT's TFLite starts from its ONNX
         out.append(cfg)
     if "onnx-web" in targets and isinstance(cfg, StaticInt8):
         out.append(dataclasses.replace(cfg, runtime="web"))  # the browser-safe variant
     return out
+
+
+def _qat_tflite(s: Any, qat_onnx: Artifact, reference: Any, tmp: Any) -> Artifact:
+    from exporters import _tf
+
+    from .budget import Budget
+    from .tflite import from_qat
+
+    shape = tuple(s.model.example(1).shape)
+    layout = s.cfg.export.layout if _tf.is_image_like(shape) else "nchw"
+    with s.console.status("QAT int8 -> TFLite ..."):
+        a = from_qat(qat_onnx.path, s.splits, tmp / "tflite", example_shape=shape, layout=layout,
+                     reference=reference, budget=Budget(s.cfg.quantize.max_accuracy_drop, 0.0), log=s.console.print)
+    require_parity(a)
+    float_tfl = next((t for t in s.artifacts if t.name == "tflite:float32"), None)
+    if float_tfl is not None:
+        a.extra["size_ratio_vs_float32"] = round(a.path.stat().st_size / float_tfl.path.stat().st_size, 4)
+    return a
+
+
+def _keep(s: Any, a: Artifact, section: dict) -> None:
+    """Move a checked artifact into the run's folder and record it."""
+    folder = s.workdir / ("tflite" if a.format == "tflite" else "")
+    folder.mkdir(exist_ok=True)
+    dst = folder / a.path.name
+    a.path.replace(dst)
+    a.path = dst
+    if a.format == "onnx":
+        float_art = next((f for f in s.artifacts if f.name == "onnx:float32"), None)
+        if float_art is not None:  # onnx_size: the float export may keep its weights in a side .data file
+            a.extra["size_ratio_vs_float32"] = round(onnx_size(a.path) / onnx_size(float_art.path), 4)
+    s.artifacts.append(a)
+    section["artifacts"].append(a.name)
+    p = a.parity
+    s.console.print(f"[green]✓[/] {a.name}: accuracy {100 * p.accuracy:.2f}% "
+                    f"(drop {p.accuracy_drop_points:+.2f} pt), top-1 agreement {p.top1_agreement:.4f}"
+                    if p.accuracy is not None else f"[green]✓[/] {a.name}: top-1 agreement {p.top1_agreement:.4f}")
 
 
 def run(s: Any) -> None:
@@ -41,7 +79,7 @@ def run(s: Any) -> None:
                                "cpu_int8_scheme": scheme.to_dict(), "artifacts": []}
     s.sections["quantization"] = section
     if not configs:
-        section["skipped"] = (f"--quantize {type(cfg).__name__} makes ONNX artifacts; targets {targets} have none "
+        section["skipped"] = (f"--quantize {type(cfg).__name__} makes ONNX artifacts (QAT also TFLite); targets {targets} have none "
                               "(TFLite/TF.js quantization is done by their exporters)")
         s.console.print(f"[yellow]note[/]: {section['skipped']}")
         return
@@ -62,19 +100,13 @@ def run(s: Any) -> None:
                              log=s.console.print)
             a: Artifact = q.artifact
             require_parity(a)
-            dst = s.workdir / a.path.name
-            a.path.replace(dst)
-            a.path = dst
-            if float_art is not None:
-                # onnx_size: the float export may keep its weights in a side .data file
-                a.extra["size_ratio_vs_float32"] = round(onnx_size(a.path) / onnx_size(float_art.path), 4)
-            s.artifacts.append(a)
-            section["artifacts"].append(a.name)
-            p = a.parity
-            s.console.print(f"[green]✓[/] {a.name}: accuracy {100 * p.accuracy:.2f}% "
-                            f"(drop {p.accuracy_drop_points:+.2f} pt), top-1 agreement {p.top1_agreement:.4f}"
-                            if p.accuracy is not None else f"[green]✓[/] {a.name}: top-1 agreement "
-                            f"{p.top1_agreement:.4f}")
+            made = []
+            if isinstance(c, QAT) and "tflite" in targets:
+                made.append(_qat_tflite(s, a, reference, tmp))
+            if "onnx" in targets:
+                made.insert(0, a)
+            for m in made:
+                _keep(s, m, section)
         if float_art is not None and "accuracy" not in float_art.extra:
             # the float reference measured the same way, so the manifest's rows compare directly
             from exporters.base import compare

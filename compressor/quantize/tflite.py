@@ -3,6 +3,7 @@
 The TFLite converter calibrates with min/max only and quantizes weights per channel, so of the
 budget's fallbacks only "more calibration samples" applies; the other stages get no candidates.
 (Keeping layers in float would need tf.lite's QuantizationDebugger denylist: not done.)
+`from_qat` converts a quantization-aware-trained model (its QDQ ONNX) to TFLite int8 the same way.
 """
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.base import ExportJob
+from exporters import _tf
+from exporters.base import Artifact, ExportJob
 
+from ..data import Splits
 from .budget import Budget, Measure, Outcome, Settings, default_stages, search
+
+CALIB_SAMPLES = 200  # the first try's calibration samples (more only if the budget needs them)
 
 
 def int8_within_budget(job: ExportJob, saved_model: Path, calib_pool: np.ndarray, budget: Budget, *,
@@ -25,7 +30,7 @@ def int8_within_budget(job: ExportJob, saved_model: Path, calib_pool: np.ndarray
 
     Returns the Outcome: .artifact is the chosen .tflite path (in `workdir`), .trials the table.
     """
-    from exporters import _tf, tflite
+    from exporters import tflite
 
     workdir = Path(workdir or _tf.scratch_dir(job))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -56,3 +61,55 @@ def int8_within_budget(job: ExportJob, saved_model: Path, calib_pool: np.ndarray
             if out is None or f != out.artifact:
                 f.unlink()
     return out
+
+
+
+def from_qat(qat_onnx: Path, splits: Splits, workdir: Path, *, example_shape: tuple[int, ...], layout: str,
+             reference: np.ndarray, budget: Budget, log: Callable[[str], None] = lambda _m: None) -> Artifact:
+    """TFLite full-integer int8 of a QAT model, from its QDQ ONNX.
+
+    The QAT weights are dequantized to float (they lie on the int8 grid, per channel, with max|w| =
+    127 x scale as TFLite's converter sets it), converted by onnx2tf + the TFLite converter, and the
+    activations calibrated on the training split. Judged like every TFLite int8: against the float model
+    (`reference`: its logits on the held-out split), accuracy drop within `budget`; the agreement with
+    the QAT ONNX itself (what was converted) is recorded as the conversion's fidelity.
+    """
+    import time
+    from importlib.metadata import version
+
+    import torch
+
+    from exporters import tflite
+    from exporters.base import ExportOptions, compare
+    from exporters.onnx import run as ort_run
+
+    from .core import accuracy_fields
+    from .onnx import dequantized
+
+    t0 = time.perf_counter()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    test = splits.test
+    twin = dequantized(qat_onnx, workdir / "model.qat-float.onnx")
+    min_top1 = tflite.THRESHOLDS["int8"][1]
+    job = ExportJob(model=None, example=torch.zeros(example_shape), inputs=test.x, reference=reference,
+                    calib=splits.train.x[:CALIB_SAMPLES], workdir=workdir, labels=test.y,
+                    options=ExportOptions(layout=layout), scratch={"tf_onnx": twin})
+    out = int8_within_budget(job, _tf.saved_model(job), splits.train.x, Budget(budget.max_accuracy_drop, min_top1),
+                             workdir=workdir, log=log)
+    path = workdir / "model_qat_int8.tflite"
+    Path(out.artifact).replace(path)
+    outputs = tflite.run(path, test.x, layout)
+    parity = compare(outputs, job, max_abs=None, min_top1=min_top1,
+                     runtime=f"ai-edge-litert {version('ai-edge-litert')} (builtin ops)")
+    qat_top = ort_run(qat_onnx, test.x).reshape(len(test.x), -1).argmax(1)
+    ins, outs = tflite.io_specs(path)
+    a = Artifact(path=path, format="tflite", variant="qat-int8", inputs=ins, outputs=outs,
+                 convert_seconds=time.perf_counter() - t0, parity=parity)
+    a.extra.update({"converter": "QAT QDQ ONNX -> float weights on the int8 grid -> onnx2tf + tf.lite.TFLiteConverter",
+                    "layout": layout, "calibration_samples": out.chosen.settings.calib_samples,
+                    "top1_agreement_vs_qat_onnx": float((outputs.reshape(len(outputs), -1).argmax(1) == qat_top).mean()),
+                    "budget": {"max_accuracy_drop": budget.max_accuracy_drop, "min_agreement": min_top1},
+                    "trials": [t.to_dict() for t in out.trials], **accuracy_fields(parity, path)})
+    twin.unlink(missing_ok=True)
+    return a

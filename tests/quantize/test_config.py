@@ -15,7 +15,6 @@ from compressor.quantize import QAT, DynamicInt8, Fp16, StaticInt8, from_name
     (lambda: StaticInt8(scheme="u4s4"), "auto, u8s8, u8u8, s8s8"),
     (lambda: StaticInt8(runtime="gpu"), "cpu, web"),
     (lambda: DynamicInt8(op_types=("Softmax",)), "MatMul, Gemm, Conv"),
-    (lambda: QAT(backend="tpu"), "x86, qnnpack"),
 ])
 def test_unknown_names_list_the_valid_choices(make, listed):
     with pytest.raises(CompressError, match="choose one of: " + listed):

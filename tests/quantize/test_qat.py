@@ -29,14 +29,22 @@ def student(small):
     return fit(DigitsCNN(width=8), small.train, small.val, epochs=25, seed=0)
 
 
-@pytest.mark.slow
-def test_qat_int8_onnx_is_as_accurate_as_static_ptq(student, teacher, small, tmp_path):
+@pytest.fixture(scope="module")
+def reference(student, small):
     from compressor.train import predict
 
-    ref = predict(student, small.test.x)
-    ptq = quantize(student, StaticInt8(), splits=small, workdir=tmp_path / "ptq", reference=ref).artifact
-    qat = quantize(student, QAT(epochs=2), splits=small, workdir=tmp_path / "qat", teacher=teacher,
-                   reference=ref).artifact
+    return predict(student, small.test.x)
+
+
+@pytest.fixture(scope="module")
+def qat(student, teacher, small, reference, tmp_path_factory):
+    return quantize(student, QAT(epochs=2), splits=small, workdir=tmp_path_factory.mktemp("qat"), teacher=teacher,
+                    reference=reference).artifact
+
+
+@pytest.mark.slow
+def test_qat_int8_onnx_is_as_accurate_as_static_ptq(student, qat, small, reference, tmp_path):
+    ptq = quantize(student, StaticInt8(), splits=small, workdir=tmp_path / "ptq", reference=reference).artifact
     assert (qat.format, qat.variant) == ("onnx", "qat-int8") and qat.parity.passed
     assert {"QuantizeLinear", "DequantizeLinear"} <= set(op_types(qat.path))
     m = onnx.load(str(qat.path))
@@ -47,6 +55,34 @@ def test_qat_int8_onnx_is_as_accurate_as_static_ptq(student, teacher, small, tmp
     # one held-out sample is 0.28 points: QAT may not trail PTQ by more than that
     assert qat.parity.accuracy >= ptq.parity.accuracy - 1 / len(small.test) - 1e-9
     assert qat.parity.accuracy_drop_points <= 1.0
+
+
+@pytest.mark.slow
+def test_qat_weights_sit_on_the_runtimes_int8_grid(qat):
+    """Per channel, some weight is +-127: the scale is max|w| / 127, as ONNX Runtime and TFLite set it."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    weights = [numpy_helper.to_array(i) for i in onnx.load(str(qat.path)).graph.initializer if len(i.dims) >= 2]
+    assert weights
+    for w in weights:
+        assert w.dtype == np.int8 and w.min() >= -127
+        assert (np.abs(w.reshape(len(w), -1).astype(int)).max(1) == 127).all()
+
+
+@pytest.mark.slow
+@pytest.mark.tflite
+def test_qat_to_tflite_int8_keeps_the_qat_model(qat, small, reference, tmp_path):
+    from compressor.quantize.budget import Budget
+    from compressor.quantize.tflite import from_qat
+
+    a = from_qat(qat.path, small, tmp_path, example_shape=(1, 1, 8, 8), layout="nhwc", reference=reference,
+                 budget=Budget(1.0, 0.0))
+    assert (a.format, a.variant) == ("tflite", "qat-int8") and a.parity.passed and a.path.is_file()
+    assert a.inputs[0].dtype == "int8" and a.outputs[0].dtype == "int8"  # full integer
+    assert a.extra["top1_agreement_vs_qat_onnx"] >= 0.98
+    assert a.parity.accuracy_drop_points <= 1.0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".tflite") == [a.path.name]
 
 
 def test_qat_needs_a_trainable_module(float_onnx, splits, tmp_path):

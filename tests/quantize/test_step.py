@@ -40,3 +40,20 @@ def test_fp16_is_checked_against_a_zero_budget(tmp_path):
     m = json.loads((out / "manifest.json").read_text())
     assert [a["name"] for a in m["artifacts"]] == ["onnx:float32", "onnx:float16"]
     assert m["artifacts"][1]["accuracy_drop_points"] <= 0.0
+
+
+@pytest.mark.slow
+@pytest.mark.tflite
+def test_qat_with_a_tflite_target_makes_the_tflite_int8_only(tmp_path):
+    out = tmp_path / "out"
+    r = run_cli("demo", "--quantize", "qat", "--target", "tflite", "--variants", "float32", "--out", out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((out / "manifest.json").read_text())
+    arts = {a["name"]: a for a in m["artifacts"]}
+    assert set(arts) == {"tflite:float32", "tflite:qat-int8"}  # the QAT ONNX was a means, not a target
+    q = arts["tflite:qat-int8"]
+    assert (out / q["path"]).is_file() and q["path"].startswith("tflite/")
+    assert q["parity"]["passed"] and q["accuracy_drop_points"] <= 1.0 and q["top1_agreement_vs_qat_onnx"] >= 0.95
+    assert 0 < q["size_ratio_vs_float32"] < 0.5
+    assert m["quantization"]["artifacts"] == ["tflite:qat-int8"]
+    assert not list(out.glob("*.onnx"))
