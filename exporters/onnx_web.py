@@ -1,6 +1,8 @@
 """The ONNX model in a browser bundle for onnxruntime-web (wasm-only build), checked in Chromium.
 
-Artifacts: `onnx-web:float32` (<bundle>/model/model.onnx) and `web-bundle:ort` (the servable folder).
+Artifacts: `onnx-web:float32` (<bundle>/model/model.onnx) and `web-bundle:ort` (the servable folder);
+with `--quantize int8`, the quantize step adds `onnx-web:int8` and `web-bundle:ort-int8` (web-ort-int8/)
+through `bundle_int8`, from the browser-safe int8 ONNX.
 The ONNX file is the job's ONNX artifact when `--target onnx` ran first, else exported here the same way.
 The runtime is onnxruntime-web's wasm-only build (ort.wasm.min.js + ort-wasm-simd-threaded.{mjs,wasm}):
 the all-backend ort.min.js would pull a 28 MB JSEP wasm and was slower (NOTES.md).
@@ -15,30 +17,42 @@ from . import _tf, bundle, onnx, tfjs
 from .base import Artifact, ExportJob, Parity
 
 NAME = "onnx-web"
-THRESHOLDS: dict[str, tuple[float | None, float]] = {"float32": (onnx.FP32_TOL, 0.99)}
+# int8 is judged on top-1 agreement with PyTorch's float model, as every int8 artifact is
+THRESHOLDS: dict[str, tuple[float | None, float]] = {"float32": (onnx.FP32_TOL, 0.99), "int8": (None, 0.95)}
 
 
 def export(job: ExportJob) -> list[Artifact]:
     t0 = time.perf_counter()
-    dest = tfjs.bundle_dir(job, "web-ort")
+    made = job.artifacts.get("onnx:float32")
+    if made is None:  # export in the scratch folder, so that nothing extra lands in the output
+        (made,) = onnx.export(dataclasses.replace(job, workdir=_tf.scratch_dir(job)))
+    return make_bundle(job, made, "float32", tfjs.bundle_dir(job, "web-ort"), t0)
+
+
+def bundle_int8(job: ExportJob, int8_web: Artifact) -> list[Artifact]:
+    """The browser-safe int8 ONNX (`--quantize int8` with an onnx-web target) in its own servable folder."""
+    return make_bundle(job, int8_web, "int8", job.workdir / "web-ort-int8", time.perf_counter())
+
+
+def make_bundle(job: ExportJob, src: Artifact, variant: str, dest: Path, t0: float) -> list[Artifact]:
+    """`onnx-web:<variant>` (<dest>/model/model.onnx) and `web-bundle:ort[-int8]` (the folder)."""
     if dest.exists():
         dest = dest.with_name(dest.name + "-ort")  # --bundle given for tfjs and onnx-web in one run
     (dest / "model").mkdir(parents=True)
     path = dest / "model" / "model.onnx"
-    made = job.artifacts.get("onnx:float32")
-    if made is None:  # export in the scratch folder, so that nothing extra lands in the output
-        (made,) = onnx.export(dataclasses.replace(job, workdir=_tf.scratch_dir(job)))
-    single_file(made.path, path)
-    how = {"exporter": made.extra.get("exporter"), "opset": made.opset}
+    single_file(src.path, path)
     ins, outs = onnx.io_specs(path)
-    meta = tfjs.meta(job, "onnxruntime-web", "float32", ins[0].name, outs[0].name)
+    meta = tfjs.meta(job, "onnxruntime-web", variant, ins[0].name, outs[0].name)
     bundle.write(dest, runtime="ort", meta=meta, example=job.inputs[:1], expected=job.reference[0],
-                 title="edge-compress model (onnxruntime-web)", model_file="model/model.onnx")
-    stats = bundle.write_manifest(dest, tfjs.bundle_facts(job, "ort", "float32", ["model/model.onnx"]))
-    model = Artifact(path=path, format="onnx-web", variant="float32", inputs=ins, outputs=outs, opset=how["opset"],
-                     convert_seconds=time.perf_counter() - t0, extra={"exporter": how["exporter"]})
-    web = Artifact(path=dest, format="web-bundle", variant="ort", inputs=ins, outputs=outs,
-                   convert_seconds=time.perf_counter() - t0, extra={"runtime": "onnxruntime-web (wasm)", **stats})
+                 title=f"edge-compress model (onnxruntime-web{', int8' if variant != 'float32' else ''})",
+                 model_file="model/model.onnx")
+    stats = bundle.write_manifest(dest, tfjs.bundle_facts(job, "ort", variant, ["model/model.onnx"]))
+    extra = {"exporter": src.extra.get("exporter")} if variant == "float32" else {"from": src.name}
+    model = Artifact(path=path, format="onnx-web", variant=variant, inputs=ins, outputs=outs, opset=src.opset,
+                     convert_seconds=time.perf_counter() - t0, extra=extra)
+    web = Artifact(path=dest, format="web-bundle", variant="ort" if variant == "float32" else f"ort-{variant}",
+                   inputs=ins, outputs=outs, convert_seconds=time.perf_counter() - t0,
+                   extra={"runtime": "onnxruntime-web (wasm)", **stats})
     job.scratch.setdefault("bundles", {})[dest] = web
     return [model, web]
 

@@ -47,6 +47,24 @@ def _qat_tflite(s: Any, qat_onnx: Artifact, reference: Any, tmp: Any) -> Artifac
     return a
 
 
+def _web_bundle(s: Any, int8_web: Artifact, section: dict) -> None:
+    """The int8-web model in its own servable folder (web-ort-int8/), checked in Chromium like the float one."""
+    from exporters import onnx_web
+
+    from ..pipeline import export_job
+
+    job = export_job(s)
+    with s.console.status("bundling the int8 model for onnxruntime-web ..."):
+        made = onnx_web.bundle_int8(job, int8_web)
+    for a in made:  # the model first: its parity goes into the bundle's manifest
+        with s.console.status(f"checking {a.name} in Chromium ..."):
+            a.parity = onnx_web.validate(a, job)
+        require_parity(a)
+        s.artifacts.append(a)
+        section["artifacts"].append(a.name)
+        s.console.print(f"[green]✓[/] {a.name}: top-1 agreement {a.parity.top1_agreement:.4f} in Chromium")
+
+
 def _keep(s: Any, a: Artifact, section: dict) -> None:
     """Move a checked artifact into the run's folder and record it."""
     folder = s.workdir / ("tflite" if a.format == "tflite" else "")
@@ -103,10 +121,12 @@ def run(s: Any) -> None:
             made = []
             if isinstance(c, QAT) and "tflite" in targets:
                 made.append(_qat_tflite(s, a, reference, tmp))
-            if "onnx" in targets:
+            if "onnx" in targets or getattr(c, "runtime", None) == "web":  # int8-web: asked for by onnx-web
                 made.insert(0, a)
             for m in made:
                 _keep(s, m, section)
+            if getattr(c, "runtime", None) == "web":
+                _web_bundle(s, a, section)
         if float_art is not None and "accuracy" not in float_art.extra:
             # the float reference measured the same way, so the manifest's rows compare directly
             from exporters.base import compare

@@ -57,3 +57,22 @@ def test_qat_with_a_tflite_target_makes_the_tflite_int8_only(tmp_path):
     assert 0 < q["size_ratio_vs_float32"] < 0.5
     assert m["quantization"]["artifacts"] == ["tflite:qat-int8"]
     assert not list(out.glob("*.onnx"))
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_int8_with_onnx_web_adds_a_checked_int8_bundle(tmp_path):
+    out = tmp_path / "out"
+    r = run_cli("demo", "--quantize", "int8", "--target", "onnx-web", "--out", out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((out / "manifest.json").read_text())
+    arts = {a["name"]: a for a in m["artifacts"]}
+    assert {"onnx-web:float32", "web-bundle:ort", "onnx:int8-web", "onnx-web:int8", "web-bundle:ort-int8"} <= set(arts)
+    model, web = arts["onnx-web:int8"], arts["web-bundle:ort-int8"]
+    assert model["path"] == "web-ort-int8/model/model.onnx" and model["parity"]["passed"]
+    assert "in Chromium" in model["parity"]["runtime"] and model["parity"]["top1_agreement"] >= 0.95
+    assert web["parity"]["passed"] and web["page_check"]["top1"] == web["page_check"]["expected_top1"]
+    facts = json.loads((out / "web-ort-int8" / "manifest.json").read_text())
+    assert facts["variant"] == "int8" and facts["model_parity"]["passed"]
+    assert "model/model.onnx" in {f["path"] for f in facts["files"]}
+    assert (out / "web-ort-int8" / "runtime").is_dir() and (out / "web-ort-int8" / "index.html").is_file()
