@@ -80,8 +80,8 @@ def _quiet() -> Iterator[None]:
                 os.close(fd)
 
 
-def convert(saved_model: Path, variant: str, job: ExportJob) -> bytes:
-    """One TFLite variant of the SavedModel, builtin ops only."""
+def converter(saved_model: Path, variant: str, job: ExportJob, *, per_channel: bool = True):
+    """The TFLite converter for one variant of the SavedModel, builtin ops only (not run yet)."""
     with _quiet():  # TF's import and the SavedModel load log CUDA/oneDNN notices on fd 2
         import tensorflow as tf
 
@@ -89,6 +89,8 @@ def convert(saved_model: Path, variant: str, job: ExportJob) -> bytes:
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # never Select-TF (Flex) ops
     if variant != "float32":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if not per_channel:  # per-tensor weights: the accuracy budget's fallback may ask for them
+        conv._experimental_disable_per_channel = True
     if variant == "float16":
         conv.target_spec.supported_types = [tf.float16]
     elif variant == "int8":
@@ -105,6 +107,12 @@ def convert(saved_model: Path, variant: str, job: ExportJob) -> bytes:
         # ops without a 16x8 kernel (e.g. HARD_SWISH) stay float rather than failing the variant
         conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
                                           tf.lite.OpsSet.TFLITE_BUILTINS]
+    return conv
+
+
+def convert(saved_model: Path, variant: str, job: ExportJob, *, per_channel: bool = True) -> bytes:
+    """One TFLite variant of the SavedModel, builtin ops only."""
+    conv = converter(saved_model, variant, job, per_channel=per_channel)
     try:
         with _quiet():
             return conv.convert()
@@ -231,8 +239,10 @@ def _int8_within_budget(job: ExportJob, saved_model: Path, path: Path) -> dict:
     pool = job.calib if job.calib_pool is None else job.calib_pool
     out = int8_within_budget(job, saved_model, pool, budget)
     shutil.move(out.artifact, path)
-    return {"budget": dataclasses.asdict(budget), "chosen_by": out.chosen.step,
-            "calibration_samples": out.chosen.settings.calib_samples, "trials": [t.to_dict() for t in out.trials]}
+    chosen = out.chosen.to_dict()["settings"]
+    return {"budget": dataclasses.asdict(budget), "chosen_by": out.chosen.step, "settings": chosen,
+            "calibration_samples": out.chosen.settings.calib_samples, "float_layers": chosen["float_layers"],
+            "trials": [t.to_dict() for t in out.trials]}
 
 
 def thresholds(variant: str, reference: np.ndarray) -> tuple[float | None, float]:
