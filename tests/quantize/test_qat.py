@@ -88,3 +88,24 @@ def test_qat_to_tflite_int8_keeps_the_qat_model(qat, small, reference, tmp_path)
 def test_qat_needs_a_trainable_module(float_onnx, splits, tmp_path):
     with pytest.raises(CompressError, match="QAT needs the torch model"):
         quantize(float_onnx, QAT(), splits=splits, workdir=tmp_path)
+
+
+def test_freezing_ranges_stops_the_activation_observers_only():
+    import torch
+
+    from compressor.models import DigitsCNN
+    from compressor.quantize.qat import _freeze_activation_ranges, _torchao
+
+    quantizer, prepare, *_ = _torchao()
+    torch.manual_seed(0)
+    x = torch.randn(4, 1, 8, 8)
+    gm = prepare(torch.export.export(DigitsCNN(width=4).train(), (x,)).module(), quantizer)
+    gm(x)
+    _freeze_activation_ranges(gm)
+    fqs = [m for m in gm.modules() if hasattr(m, "observer_enabled")]
+    weights = [m for m in fqs if m.qscheme == torch.per_channel_symmetric]
+    assert weights and len(weights) < len(fqs)
+    assert all(int(m.observer_enabled) == 1 for m in weights)  # weights keep following the weights
+    assert all(int(m.observer_enabled) == 0 for m in fqs if m not in weights)
+    assert all((m.activation_post_process.quant_min, m.activation_post_process.quant_max) == (-127, 127)
+               for m in weights)
