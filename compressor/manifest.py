@@ -72,6 +72,23 @@ def artifact_entry(a: Artifact, root: Path) -> dict[str, Any]:
     }
 
 
+def with_quality(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every artifact row gets the same top-level figures, whichever step made it: held-out accuracy,
+    its drop against the float model (points), top-1 agreement (from its parity check) and its size
+    against the float32 artifact of the same format."""
+    float_size = {e["format"]: e["size_bytes"] for e in entries if e["variant"] == "float32"}
+    for e in entries:
+        p = e.get("parity") or {}
+        for key, src in (("accuracy", "accuracy"), ("accuracy_drop_points", "accuracy_drop_points"),
+                         ("top1_agreement", "top1_agreement")):
+            if e.get(key) is None and p.get(src) is not None:
+                e[key] = p[src]
+        base = float_size.get(e["format"])
+        if base and e["variant"] != "float32" and e.get("size_ratio_vs_float32") is None:
+            e["size_ratio_vs_float32"] = round(e["size_bytes"] / base, 4)
+    return entries
+
+
 def build(artifacts: list[Artifact], root: Path, **sections: Any) -> dict[str, Any]:
     return {
         "schema": 1,
@@ -79,7 +96,7 @@ def build(artifacts: list[Artifact], root: Path, **sections: Any) -> dict[str, A
         "commit": commit(),
         "tools": tool_versions(),
         **sections,
-        "artifacts": [artifact_entry(a, root) for a in artifacts],
+        "artifacts": with_quality([artifact_entry(a, root) for a in artifacts]),
     }
 
 
