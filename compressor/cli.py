@@ -51,7 +51,8 @@ def run_parser(prog: str = "compress", with_model: bool = True) -> argparse.Argu
     p.add_argument("--variants", default="", help="TFLite variants: float32,float16,dynamic-int8,int8,int16x8 "
                                                   "(default: all but int16x8)")
     p.add_argument("--parity-samples", type=int, help="held-out samples used for parity checks (default: all)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the data split and of training (default 0; a recipe's seed: key when not given)")
     p.add_argument("--bench", default="", help="benchmark the artifacts on: cpu, mobile, browser (comma-separated; "
                                                "default off); writes report.html/report.md")
     p.add_argument("--bench-bounds", default="demo", help="benchmark run bounds: quick, demo, default, thorough")
@@ -60,7 +61,9 @@ def run_parser(prog: str = "compress", with_model: bool = True) -> argparse.Argu
 
     add_distill_arguments(p)
     p.add_argument("--quantize", help="int8 (static, calibrated), fp16, dynamic (int8 weights) or qat "
-                                      "(quantization-aware fine-tuning); adds ONNX artifacts (see docs/quantization.md)")
+                                      "(quantization-aware fine-tuning); adds ONNX artifacts, for qat with a tflite "
+                                      "target also its TFLite int8, for int8 with onnx-web an int8 web bundle "
+                                      "(see docs/quantization.md)")
     p.add_argument("--calib-method", help="int8 calibration: minmax (default), entropy, percentile")
     p.add_argument("--max-accuracy-drop", type=float, default=1.0,
                    help="accuracy budget of every int8 artifact (ONNX --quantize, TFLite int8), in percentage "
@@ -89,7 +92,8 @@ def config_from_args(a: argparse.Namespace, model: str, extra_teachers: tuple[st
     return RunConfig(
         model=model, targets=tuple(t.strip() for t in a.target.split(",")), out=a.out, overwrite=a.overwrite,
         data=a.data, arch=a.arch, trust_model=a.trust_model,
-        input_shape=parse_shape(a.input_shape) if a.input_shape else None, seed=a.seed,
+        input_shape=parse_shape(a.input_shape) if a.input_shape else None,
+        seed=a.seed if a.seed is not None else 0,  # None = not typed, so a recipe's seed: can apply
         parity_samples=a.parity_samples,
         bench=tuple(t.strip() for t in a.bench.split(",") if t.strip()), bench_bounds=a.bench_bounds,
         bench_device=a.bench_device,

@@ -32,10 +32,11 @@ def accuracy(model: nn.Module, data: Dataset) -> float:
 
 
 def fit(model: nn.Module, train: Dataset, val: Dataset, *, epochs: int = 20, lr: float = 3e-3,
-        batch: int = 64, seed: int = 0, on_epoch=None) -> nn.Module:
+        batch: int = 64, seed: int = 0, on_epoch=None, augment: str = "none") -> nn.Module:
     """Cross-entropy training with AdamW and a cosine schedule; keeps the best epoch on `val`.
 
-    The same loop as distillation (compressor.distill.trainer) with the "labels" method alone.
+    The same loop as distillation (compressor.distill.trainer) with the "labels" method alone;
+    `augment` takes the same choices as DistillConfig.augment (e.g. "shift": random translations).
     """
     from .distill.config import DistillConfig
     from .distill.methods import DistillModule, Labels, Setup
@@ -44,7 +45,8 @@ def fit(model: nn.Module, train: Dataset, val: Dataset, *, epochs: int = 20, lr:
 
     if train.y is None or val.y is None:
         raise ValueError("fit needs labelled training and validation data")
-    cfg = DistillConfig(methods=("labels",), alpha=1.0, epochs=epochs, lr=lr, batch_size=batch, seed=seed)
+    cfg = DistillConfig(methods=("labels",), alpha=1.0, epochs=epochs, lr=lr, batch_size=batch, seed=seed,
+                        augment=augment)
     example = torch.from_numpy(train.x[:1])
     dm = DistillModule(model, {"labels": Labels(Setup(cfg, None, model, example, len(train)))}, cfg, labelled=True)
     run_loop(dm, TrainData(train.x, train.y, val.x, val.y), cfg, None, on_epoch=on_epoch)

@@ -79,5 +79,6 @@ def from_args(a: argparse.Namespace, extra_teachers: list[str] | tuple[str, ...]
         changes["cache"] = False
     if a.resume:
         changes["resume"] = True
-    changes["seed"] = a.seed
+    if getattr(a, "seed", None) is not None:  # --seed typed: it wins over the recipe's seed
+        changes["seed"] = a.seed
     return dataclasses.replace(base, **changes)

@@ -160,6 +160,9 @@ def _run_stage(student: nn.Module, stage_teachers: list[tuple[nn.Module, str]], 
             console.print(f"{name}: finished earlier, loaded from {done}")
             return Result(history=saved["history"], best_epoch=saved["best_epoch"], best_score=saved["best_score"],
                           resumed_from=saved["history"][-1]["epoch"] if saved["history"] else None)
+    if cfg.resume and not (folder / "last.pt").exists():
+        # without this a mistyped --checkpoint-dir would silently retrain from epoch 0
+        console.print(f"note: --resume: no checkpoint in {folder}; starting {name} from scratch")
     setup = Setup(cfg, stage_teachers[0][0], student, example, len(data.x))
     dm = DistillModule(student, build(setup), cfg, labelled)
     tfn = None

@@ -1,10 +1,14 @@
-"""The statistics helpers of benchmarks.distill_quality: fold construction and the paired tests."""
+"""benchmarks.distill_quality: folds, label subsets and the statistics on data with known answers,
+and a --quick smoke run that checks the printed tables and the JSON figures."""
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 
-from benchmarks.distill_quality import folds, mcnemar, paired_test
+from benchmarks.distill_quality import folds, main, mcnemar, mean_std, merge, paired_test
+from benchmarks.distill_runs import QUICK_SETTINGS, extra_rows, fold_splits, label_subset
 
 
 def test_folds_test_every_image_once_and_never_train_on_it():
@@ -43,3 +47,75 @@ def test_paired_test_no_difference_and_clear_difference():
     assert res["lo"] > 0 and res["p"] < 0.01
     flipped = paired_test(b, better, n=2000)
     assert flipped["hi"] < 0 and flipped["p"] < 0.01
+
+
+def test_mean_std_known_values():
+    assert mean_std([0.9, 0.95, 1.0]) == pytest.approx((0.95, 0.05))
+    assert mean_std([0.5]) == (0.5, 0.0)
+
+
+def test_label_subset_is_stratified_fixed_and_small():
+    y = np.repeat(np.arange(10), 50)
+    keep = label_subset(y, 0.1, seed=0)
+    assert len(keep) == 50 and np.bincount(y[keep], minlength=10).tolist() == [5] * 10
+    assert keep.tolist() == sorted(set(keep.tolist()))
+    assert label_subset(y, 0.1, seed=0).tolist() == keep.tolist()
+    assert label_subset(y, 1.0, seed=0).tolist() == list(range(500))
+    assert np.bincount(y[label_subset(y, 0.001, seed=0)], minlength=10).min() == 1  # never a class without labels
+
+
+def test_fold_splits_subset_and_unlabelled_share_the_labelled_images():
+    from compressor import data as datasets
+
+    ds = datasets.load_digits()
+    idx = folds(ds.y, 5, 0.15)[0]
+    full, sub, semi = fold_splits(ds, idx), fold_splits(ds, idx, 0.1), fold_splits(ds, idx, 0.1, "unlabelled")
+    n = len(idx[0])
+    assert len(full.train) == n and len(sub.train) == round(0.1 * n)
+    assert len(semi.train) == n and (semi.train.y >= 0).sum() == len(sub.train)
+    labelled = semi.train.x[semi.train.y >= 0]
+    assert np.array_equal(labelled, sub.train.x) and np.array_equal(semi.train.y[semi.train.y >= 0], sub.train.y)
+    for sp in (full, sub, semi):  # validation and test never change with the label budget
+        assert np.array_equal(sp.test.y, ds.y[idx[2]]) and np.array_equal(sp.val.y, ds.y[idx[1]])
+
+
+def test_merge_puts_each_fold_at_its_test_images():
+    r0 = {"fold": 0, "test": np.array([0, 2]), "teachers": {"A": np.array([True, False])},
+          "correct": {"x": np.array([[True, True], [False, True]])},
+          "info": {"x": {"parameters": 5, "val": [0.5, 0.6], "s_per_epoch": [1.0, 2.0]}}, "chosen_t": {"k": 4.0}}
+    r1 = {"fold": 1, "test": np.array([1, 3]), "teachers": {"A": np.array([True, True])},
+          "correct": {"x": np.array([[False, False], [True, True]])},
+          "info": {"x": {"parameters": 5, "val": [0.7, 0.8], "s_per_epoch": [3.0, 4.0]}}, "chosen_t": {"k": 2.0}}
+    m = merge([r1, r0], 4)
+    assert m["correct"]["teacher A"].tolist() == [[True, True, False, True]]
+    assert m["correct"]["x"].tolist() == [[True, False, True, False], [False, True, True, True]]
+    assert m["info"]["x"]["val"] == [0.5, 0.6, 0.7, 0.8] and m["chosen_t"]["k"] == [4.0, 2.0]
+    assert m["t_mismatch"] == []
+    extras = {"fold": 1, "test": np.array([1, 3]), "teachers": {}, "correct": {}, "info": {}, "chosen_t": {},
+              "chosen_t_extras": {"k": 4.0}}  # fold 1's "settings" process chose 2.0
+    assert merge([r0, r1, extras], 4)["t_mismatch"] == [(1, "k", 4.0, 2.0)]
+
+
+@pytest.mark.slow
+def test_quick_run_prints_every_row_and_writes_the_figures(tmp_path, capsys):
+    out = tmp_path / "q.json"
+    assert main(["--quick", "--jobs", "2", "--json", str(out)]) == 0  # 2: each fold split in two processes
+    text = capsys.readouterr().out
+    for s in QUICK_SETTINGS:
+        assert f"| {s.key}" in text
+    for label, _, _ in extra_rows():
+        assert f"| {label}" in text
+    assert "teacher-output cache" in text and "total wall time" in text
+    fig = json.loads(out.read_text())
+    n = 1797
+    for s in QUICK_SETTINGS:
+        for arm in ("labels", "KD"):
+            c = np.array(fig["correct"][f"{s.key} | {arm}"])
+            assert c.shape == (2, n)  # 2 seeds, every image tested once per seed
+            assert fig["accuracy"][f"{s.key} | {arm}"] == pytest.approx(c.mean(1).tolist())
+        p = fig["paired"][s.key]
+        assert p["lo"] <= p["diff"] <= p["hi"] and 0 < p["p"] <= 1 and len(p["mcnemar"]) == 2
+        assert len(fig["temperatures_chosen"][s.key]) == 2  # one choice per fold
+    assert np.array(fig["correct"]["teacher A"]).shape == (1, n)
+    assert fig["timing"]["cached"] > 0 and fig["timing"]["online"] > 0
+    assert fig["t_mismatch"] == []  # the split fold's two processes made the same seeded choice

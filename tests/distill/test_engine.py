@@ -87,3 +87,20 @@ def test_auto_student_needs_a_module(teacher_files, small_splits, cfg):
     t = load_model(teacher_files["torchscript"])
     with pytest.raises(CompressError, match="--student auto needs the teacher as a plain nn.Module"):
         run(t, small_splits, cfg)
+
+
+def test_resume_without_a_checkpoint_says_so(tiny_teacher, small_splits, cfg, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    distill(tiny_teacher, small_splits, cfg.replace(epochs=1, resume=True,
+                                                    checkpoint_dir=str(tmp_path / "nothing-here")),
+            console=Console(file=buf, width=300))
+    text = buf.getvalue()
+    assert "note: --resume: no checkpoint in" in text and "nothing-here" in text and "from scratch" in text
+    buf.truncate(0)
+    buf.seek(0)
+    distill(tiny_teacher, small_splits, cfg.replace(epochs=1, resume=False), console=Console(file=buf, width=300))
+    assert "no checkpoint" not in buf.getvalue()
