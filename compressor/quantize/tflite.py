@@ -9,6 +9,7 @@ per-layer error ranks them, its denylist keeps them float).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -103,11 +104,13 @@ def layer_errors(saved_model: Path, job: ExportJob, s: Settings) -> list[tuple[s
 
     from exporters import tflite
 
-    dbg = _debugger(saved_model, job, s)
     buf = io.StringIO()
-    with tflite._quiet():
-        dbg.run()
-        dbg.layer_statistics_dump(buf)
+    with warnings.catch_warnings():  # the debugger uses the deprecated tf.lite.Interpreter inside TF
+        warnings.simplefilter("ignore", UserWarning)
+        dbg = _debugger(saved_model, job, s)
+        with tflite._quiet():
+            dbg.run()
+            dbg.layer_statistics_dump(buf)
     rows = [r for r in csv.DictReader(io.StringIO(buf.getvalue())) if r.get("tensor_name") and float(r["scale"])]
     scores = [(r["tensor_name"], float(r["mean_squared_error"]) ** 0.5 / float(r["scale"])) for r in rows]
     return sorted(scores, key=lambda t: -t[1])
@@ -117,10 +120,10 @@ def selective(saved_model: Path, job: ExportJob, s: Settings) -> bytes:
     """int8 with the layers in s.float_layers (output tensor names) left in float; float inputs/outputs."""
     from exporters import tflite
 
-    dbg = _debugger(saved_model, job, s, denylist=s.float_layers)
     try:
-        with tflite._quiet():
-            return dbg.get_nondebug_quantized_model()
+        with warnings.catch_warnings(), tflite._quiet():
+            warnings.simplefilter("ignore", UserWarning)  # TF's own use of the deprecated tf.lite.Interpreter
+            return _debugger(saved_model, job, s, denylist=s.float_layers).get_nondebug_quantized_model()
     except Exception as e:  # noqa: BLE001 - a converter error, named in one line
         raise tflite.converter_error(job, "int8", str(e)) from None
 
