@@ -12,6 +12,7 @@ import contextlib
 import functools
 import http.server
 import shutil
+import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,6 +73,24 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
+def _sigint_to_main_thread() -> Iterator[None]:
+    """Threads started inside inherit a signal mask without SIGINT, so Ctrl-C reaches the main thread.
+
+    Python runs signal handlers in the main thread only; a SIGINT the kernel hands to a helper
+    thread (the server's, asyncio's waitpid watcher) does not wake a main thread blocked in a sleep
+    or a select, and Ctrl-C was seen to do nothing for the rest of that wait.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextlib.contextmanager
 def serve(root: Path, *, isolated: bool = True) -> Iterator[str]:
     """Serve folder `root` on 127.0.0.1 (a free port); yields the base URL ending in '/'."""
     root = Path(root).resolve()  # the handler resolves paths per request: never relative to a later cwd
@@ -81,7 +100,8 @@ def serve(root: Path, *, isolated: bool = True) -> Iterator[str]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="compress-serve", daemon=True)
-    thread.start()
+    with _sigint_to_main_thread():
+        thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/"
     finally:
@@ -107,7 +127,9 @@ def chromium(*, headless: bool = True) -> Iterator[Any]:
 
     flags = [f for f in CHROMIUM_FLAGS if headless or f != "--headless"]
     before = {c.pid for c in psutil.Process().children(recursive=True)}
-    with sync_playwright() as p:
+    with contextlib.ExitStack() as stack:
+        with _sigint_to_main_thread():  # the driver's waitpid thread is started here
+            p = stack.enter_context(sync_playwright())
         try:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=headless, args=flags)
         except Exception as e:

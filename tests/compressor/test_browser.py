@@ -69,3 +69,23 @@ def test_tfjs_wasm_runs_in_chromium_from_local_files(tmp_path):
         out = page.evaluate("window.result")
     assert out == {"backend": "wasm", "y": [1, 4, 9], "isolated": True}, errors
     assert requested and all(u.startswith((url, "data:", f"blob:{url}")) for u in requested)
+
+
+def test_helper_threads_leave_sigint_to_the_main_thread():
+    import signal
+    import threading
+
+    from compressor.browser import _sigint_to_main_thread
+
+    seen = {}
+
+    def probe():
+        seen["mask"] = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    with _sigint_to_main_thread():
+        t = threading.Thread(target=probe)
+        t.start()
+    t.join()
+    assert signal.SIGINT in seen["mask"]  # the kernel will not hand Ctrl-C to that thread
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before  # the main thread still takes it
