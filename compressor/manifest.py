@@ -78,7 +78,8 @@ def with_quality(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     against the float32 artifact of the same format."""
     float_size = {e["format"]: e["size_bytes"] for e in entries if e["variant"] == "float32"}
     for e in entries:
-        p = e.get("parity") or {}
+        # a bundle's parity is its page's one example: not an accuracy figure
+        p = (e.get("parity") or {}) if e["format"] != "web-bundle" else {}
         for key, src in (("accuracy", "accuracy"), ("accuracy_drop_points", "accuracy_drop_points"),
                          ("top1_agreement", "top1_agreement")):
             if e.get(key) is None and p.get(src) is not None:

@@ -14,7 +14,7 @@ def test_quality_fields_come_from_the_parity_check_and_sizes_from_the_float_arti
         _row("tflite", "int8", 300, {"accuracy": 0.98, "accuracy_drop_points": 1.0, "top1_agreement": 0.97}),
         _row("onnx", "int8", 50, {"accuracy": None, "top1_agreement": 0.99}, accuracy=0.5,
              size_ratio_vs_float32=0.25),
-        _row("web-bundle", "ort", 9000, None),
+        _row("web-bundle", "ort", 9000, {"accuracy": 1.0, "top1_agreement": 1.0}),
     ])
     f32, i8, onnx_i8, web = rows
     assert (i8["accuracy"], i8["accuracy_drop_points"], i8["top1_agreement"]) == (0.98, 1.0, 0.97)
