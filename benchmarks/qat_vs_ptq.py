@@ -45,7 +45,6 @@ def run_fold(f: int, idx: tuple[np.ndarray, ...], a: argparse.Namespace, work: P
     from compressor.loading import from_module
     from compressor.models import DigitsCNN
     from compressor.quantize import QAT, StaticInt8, quantize
-    from compressor.quantize.budget import Budget
     from compressor.train import fit, predict
 
     ds = datasets.load_digits()
@@ -83,7 +82,7 @@ def run_fold(f: int, idx: tuple[np.ndarray, ...], a: argparse.Namespace, work: P
         (art,) = tflite.export(job)
         out["tflite ptq int8"] = tflite.run(art.path, sp.test.x, job.options.layout).argmax(1) == y
         q = from_qat(qat.path, sp, d / "qtfl", example_shape=tuple(lm.example(1).shape), layout=job.options.layout,
-                     reference=ref, budget=Budget(1.0, 0.0))
+                     reference=ref, max_accuracy_drop=1.0)
         out["tflite qat int8"] = tflite.run(q.path, sp.test.x, job.options.layout).argmax(1) == y
     shutil.rmtree(d, ignore_errors=True)
     return out

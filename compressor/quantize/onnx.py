@@ -275,7 +275,8 @@ def dequantized(src: Path, dst: Path) -> Path:
         raise CompressError(f"{src.name}: a QuantizeLinear/DequantizeLinear that is not a constant weight or a "
                             "Q->DQ pair; the float copy for TFLite cannot be made")
     used = {i for n in keep for i in n.input}
-    inits = [i for i in g.initializer if i.name in used and i.name not in {f.name for f in folded}]
+    folded_names = {f.name for f in folded}
+    inits = [i for i in g.initializer if i.name in used and i.name not in folded_names]
     del g.node[:], g.initializer[:], g.value_info[:]
     g.node.extend(keep)
     g.initializer.extend(inits + [f for f in folded if f.name in used])

@@ -17,7 +17,6 @@ from exporters.base import Artifact, require_parity
 
 from . import cpu
 from .config import QAT, StaticInt8
-from .onnx import onnx_size
 
 
 def _configs(cfg: Any, targets: list[str]) -> list[Any]:
@@ -32,18 +31,14 @@ def _configs(cfg: Any, targets: list[str]) -> list[Any]:
 def _qat_tflite(s: Any, qat_onnx: Artifact, reference: Any, tmp: Any) -> Artifact:
     from exporters import _tf
 
-    from .budget import Budget
     from .tflite import from_qat
 
     shape = tuple(s.model.example(1).shape)
     layout = s.cfg.export.layout if _tf.is_image_like(shape) else "nchw"
     with s.console.status("QAT int8 -> TFLite ..."):
         a = from_qat(qat_onnx.path, s.splits, tmp / "tflite", example_shape=shape, layout=layout,
-                     reference=reference, budget=Budget(s.cfg.quantize.max_accuracy_drop, 0.0), log=s.console.print)
+                     reference=reference, max_accuracy_drop=s.cfg.quantize.max_accuracy_drop, log=s.console.print)
     require_parity(a)
-    float_tfl = next((t for t in s.artifacts if t.name == "tflite:float32"), None)
-    if float_tfl is not None:
-        a.extra["size_ratio_vs_float32"] = round(a.path.stat().st_size / float_tfl.path.stat().st_size, 4)
     return a
 
 
@@ -66,16 +61,12 @@ def _web_bundle(s: Any, int8_web: Artifact, section: dict) -> None:
 
 
 def _keep(s: Any, a: Artifact, section: dict) -> None:
-    """Move a checked artifact into the run's folder and record it."""
+    """Move a checked artifact into the run's folder and record it (manifest.with_quality adds its size ratio)."""
     folder = s.workdir / ("tflite" if a.format == "tflite" else "")
     folder.mkdir(exist_ok=True)
     dst = folder / a.path.name
     a.path.replace(dst)
     a.path = dst
-    if a.format == "onnx":
-        float_art = next((f for f in s.artifacts if f.name == "onnx:float32"), None)
-        if float_art is not None:  # onnx_size: the float export may keep its weights in a side .data file
-            a.extra["size_ratio_vs_float32"] = round(onnx_size(a.path) / onnx_size(float_art.path), 4)
     s.artifacts.append(a)
     section["artifacts"].append(a.name)
     p = a.parity
@@ -118,14 +109,12 @@ def run(s: Any) -> None:
                              log=s.console.print)
             a: Artifact = q.artifact
             require_parity(a)
-            made = []
+            web = getattr(c, "runtime", None) == "web"
+            if "onnx" in targets or web:  # the int8-web ONNX is asked for by onnx-web
+                _keep(s, a, section)
             if isinstance(c, QAT) and "tflite" in targets:
-                made.append(_qat_tflite(s, a, reference, tmp))
-            if "onnx" in targets or getattr(c, "runtime", None) == "web":  # int8-web: asked for by onnx-web
-                made.insert(0, a)
-            for m in made:
-                _keep(s, m, section)
-            if getattr(c, "runtime", None) == "web":
+                _keep(s, _qat_tflite(s, a, reference, tmp), section)
+            if web:
                 _web_bundle(s, a, section)
         if float_art is not None and "accuracy" not in float_art.extra:
             # the float reference measured the same way, so the manifest's rows compare directly

@@ -129,14 +129,16 @@ def selective(saved_model: Path, job: ExportJob, s: Settings) -> bytes:
 
 
 def from_qat(qat_onnx: Path, splits: Splits, workdir: Path, *, example_shape: tuple[int, ...], layout: str,
-             reference: np.ndarray, budget: Budget, log: Callable[[str], None] = lambda _m: None) -> Artifact:
+             reference: np.ndarray, max_accuracy_drop: float | None,
+             log: Callable[[str], None] = lambda _m: None) -> Artifact:
     """TFLite full-integer int8 of a QAT model, from its QDQ ONNX.
 
     The QAT weights are dequantized to float (they lie on the int8 grid, per channel, with max|w| =
     127 x scale as TFLite's converter sets it), converted by onnx2tf + the TFLite converter, and the
     activations calibrated on the training split. Judged like every TFLite int8: against the float model
-    (`reference`: its logits on the held-out split), accuracy drop within `budget`; the agreement with
-    the QAT ONNX itself (what was converted) is recorded as the conversion's fidelity.
+    (`reference`: its logits on the held-out split), accuracy drop within `max_accuracy_drop` points,
+    top-1 agreement at least tflite.THRESHOLDS["int8"]; the agreement with the QAT ONNX itself (what
+    was converted) is recorded as the conversion's fidelity.
     """
     import time
     from importlib.metadata import version
@@ -159,8 +161,8 @@ def from_qat(qat_onnx: Path, splits: Splits, workdir: Path, *, example_shape: tu
     job = ExportJob(model=None, example=torch.zeros(example_shape), inputs=test.x, reference=reference,
                     calib=splits.train.x[:CALIB_SAMPLES], workdir=workdir, labels=test.y,
                     options=ExportOptions(layout=layout), scratch={"tf_onnx": twin})
-    out = int8_within_budget(job, _tf.saved_model(job), splits.train.x, Budget(budget.max_accuracy_drop, min_top1),
-                             workdir=workdir, log=log)
+    budget = Budget(max_accuracy_drop, min_top1)
+    out = int8_within_budget(job, _tf.saved_model(job), splits.train.x, budget, workdir=workdir, log=log)
     path = workdir / "model_qat_int8.tflite"
     Path(out.artifact).replace(path)
     outputs = tflite.run(path, test.x, layout)
@@ -173,7 +175,7 @@ def from_qat(qat_onnx: Path, splits: Splits, workdir: Path, *, example_shape: tu
     a.extra.update({"converter": "QAT QDQ ONNX -> float weights on the int8 grid -> onnx2tf + tf.lite.TFLiteConverter",
                     "layout": layout, "calibration_samples": out.chosen.settings.calib_samples,
                     "top1_agreement_vs_qat_onnx": float((outputs.reshape(len(outputs), -1).argmax(1) == qat_top).mean()),
-                    "budget": {"max_accuracy_drop": budget.max_accuracy_drop, "min_agreement": min_top1},
+                    "budget": dataclasses.asdict(budget),
                     "trials": [t.to_dict() for t in out.trials], **accuracy_fields(parity, path)})
     twin.unlink(missing_ok=True)
     return a

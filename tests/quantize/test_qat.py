@@ -73,11 +73,10 @@ def test_qat_weights_sit_on_the_runtimes_int8_grid(qat):
 @pytest.mark.slow
 @pytest.mark.tflite
 def test_qat_to_tflite_int8_keeps_the_qat_model(qat, small, reference, tmp_path):
-    from compressor.quantize.budget import Budget
     from compressor.quantize.tflite import from_qat
 
     a = from_qat(qat.path, small, tmp_path, example_shape=(1, 1, 8, 8), layout="nhwc", reference=reference,
-                 budget=Budget(1.0, 0.0))
+                 max_accuracy_drop=1.0)
     assert (a.format, a.variant) == ("tflite", "qat-int8") and a.parity.passed and a.path.is_file()
     assert a.inputs[0].dtype == "int8" and a.outputs[0].dtype == "int8"  # full integer
     assert a.extra["top1_agreement_vs_qat_onnx"] >= 0.98
