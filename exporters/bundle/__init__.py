@@ -39,7 +39,9 @@ def write(dest: Path, *, runtime: str, meta: dict[str, Any], example: np.ndarray
     """Write everything but the model (already in dest/model/) into the bundle folder `dest`."""
     kind, loader, runtime_name = RUNTIMES[runtime]
     browser.copy_runtime(kind, dest / "runtime")
-    values = {"META": json.dumps(meta), "TITLE": title, "MODEL_FILE": model_file, "RUNTIME": runtime_name,
+    # COMMON: what every loader shares, written into each model.js (a bundle's loader stays one file)
+    values = {"META": json.dumps(meta), "COMMON": (TEMPLATES / "common.js").read_text(),
+              "TITLE": title, "MODEL_FILE": model_file, "RUNTIME": runtime_name,
               "SHAPE": ",".join(map(str, meta["inputShape"])), "DTYPE": meta["inputDtype"],
               "LAYOUT": meta["layout"], "FOLDER": dest.name}
     (dest / "model.js").write_text(_fill((TEMPLATES / loader).read_text(), values))

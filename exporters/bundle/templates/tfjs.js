@@ -3,21 +3,9 @@
 //   await load();  const { output, top1, ms } = await predict(input);
 export const meta = __META__;
 
-const here = new URL('.', import.meta.url);
+__COMMON__
 let model = null;
 let info = null;
-
-function script(src) {
-  // tf.min.js and tf-backend-wasm.min.js are UMD builds: they define the global `tf`.
-  if ([...document.scripts].some((s) => s.src === src)) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const s = document.createElement('script');
-    s.src = src;
-    s.onload = resolve;
-    s.onerror = () => reject(new Error(`could not load ${src}`));
-    document.head.appendChild(s);
-  });
-}
 
 export async function load(options = {}) {
   if (model) return info;
@@ -51,7 +39,5 @@ export async function predict(input) {
   const output = Float32Array.from(await y.data());
   const ms = performance.now() - t0;
   tf.dispose([x, y]);
-  let top1 = 0;
-  for (let i = 1; i < output.length; i++) if (output[i] > output[top1]) top1 = i;
-  return { output, top1, ms };
+  return { output, top1: argmax(output), ms };
 }
