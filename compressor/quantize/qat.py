@@ -108,12 +108,12 @@ def _logits(model: Callable, x: np.ndarray, batch: int = 512) -> np.ndarray:
 
 
 @torch.no_grad()
-def _score(model: Callable, teacher: nn.Module, val: Any, temperature: float) -> tuple[float, float]:
+def _score(model: Callable, teacher_logits: torch.Tensor, val: Any, temperature: float) -> tuple[float, float]:
     """(accuracy, -distillation loss) on the validation split: the loss breaks accuracy ties, which on a
     few hundred images are common. Without labels, agreement with the teacher stands in for accuracy."""
     from ..distill.losses import kd_loss, soft_targets
 
-    out, t = torch.from_numpy(_logits(model, val.x)), torch.from_numpy(_logits(teacher, val.x))
+    out, t = torch.from_numpy(_logits(model, val.x)), teacher_logits
     truth = t.argmax(1) if val.y is None else torch.from_numpy(val.y)
     return float((out.argmax(1) == truth).float().mean()), -float(kd_loss(out, soft_targets([t], temperature),
                                                                           temperature))
@@ -146,8 +146,9 @@ def finetune(student: nn.Module, teacher: nn.Module, cfg: QAT, splits: Splits,
     with torch.no_grad():
         for i in range(0, len(x_train), cfg.batch):
             gm(x_train[i:i + cfg.batch])
-    best = _score(gm, teacher, val, cfg.temperature)
-    best_state, best_epoch = copy.deepcopy(gm.state_dict()), 0
+    teacher_val = torch.from_numpy(_logits(teacher, val.x))  # the same every epoch
+    best = _score(gm, teacher_val, val, cfg.temperature)
+    best_state = copy.deepcopy(gm.state_dict())
     log(f"QAT start (calibrated, not trained): validation {what} {100 * best[0]:.2f}%")
     for epoch in range(1, cfg.epochs + 1):
         to_train(gm)  # before freezing: torchao's to_train rewrites every batch norm to training mode
@@ -167,13 +168,12 @@ def finetune(student: nn.Module, teacher: nn.Module, cfg: QAT, splits: Splits,
             loss.backward()
             opt.step()
         to_eval(gm)
-        score = _score(gm, teacher, val, cfg.temperature)
+        score = _score(gm, teacher_val, val, cfg.temperature)
         log(f"QAT epoch {epoch}/{cfg.epochs}: validation {what} {100 * score[0]:.2f}%")
         if score > best:
-            best, best_state, best_epoch = score, copy.deepcopy(gm.state_dict()), epoch
+            best, best_state = score, copy.deepcopy(gm.state_dict())
     gm.load_state_dict(best_state)
     to_eval(gm)
-    gm.meta["qat_best_epoch"] = best_epoch
     return gm
 
 
