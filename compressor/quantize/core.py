@@ -213,20 +213,25 @@ def _run(path: Path, ho: HeldOut) -> np.ndarray:
     return run(path, ho.job.inputs)
 
 
-def checked(path: Path, variant: str, budget: Budget, ho: HeldOut, t0: float, info: dict, *,
-            max_abs: float | None) -> Quantized:
-    """One-shot methods (dynamic, fp16): no settings to fall back on, so the budget is checked once."""
-    m = ho.measure(_run(path, ho))
+def judge_once(path: Path, t: Trial, m: Measure, ho: HeldOut, budget: Budget, *, what: str, fix: str) -> Trial:
+    """A method with no settings to fall back on: its one trial judged; over budget, `path` is deleted
+    and the error shows the trial."""
     from .budget import judge, table
 
-    t = Trial("initial", Settings(0, "-", False, variant))
     t.accuracy, t.agreement = m.accuracy, m.agreement
     t.drop_points, t.ok = judge(m, ho.reference_accuracy, budget)
     if not t.ok:
         path.unlink(missing_ok=True)
-        raise CompressError(f"onnx {variant} breaks the accuracy budget (drop <= {budget.max_accuracy_drop} "
-                            f"points, agreement >= {budget.min_agreement}):\n{table([t])}\n"
-                            "try --quantize int8 (with its fallbacks) or raise --max-accuracy-drop")
+        raise CompressError(f"{what} breaks the accuracy budget (drop <= {budget.max_accuracy_drop} "
+                            f"points, agreement >= {budget.min_agreement}):\n{table([t])}\n{fix}")
+    return t
+
+
+def checked(path: Path, variant: str, budget: Budget, ho: HeldOut, t0: float, info: dict, *,
+            max_abs: float | None) -> Quantized:
+    """One-shot methods (dynamic, fp16): no settings to fall back on, so the budget is checked once."""
+    t = judge_once(path, Trial("initial", Settings(0, "-", False, variant)), ho.measure(_run(path, ho)), ho, budget,
+                   what=f"onnx {variant}", fix="try --quantize int8 (with its fallbacks) or raise --max-accuracy-drop")
     info = {**info, "budget": asdict(budget)}
     a = finish(path, variant, ho, max_abs=max_abs, min_top1=budget.min_agreement, t0=t0,
                extra={"quantization": info})

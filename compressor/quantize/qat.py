@@ -31,7 +31,7 @@ from torch import nn
 
 from ..data import Splits
 from ..errors import CompressError
-from .budget import Budget, Settings, Trial, judge, table
+from .budget import Budget, Settings, Trial
 from .config import QAT
 
 
@@ -203,7 +203,7 @@ def to_int8_onnx(gm: torch.fx.GraphModule, example: torch.Tensor, path: Path) ->
 def qat(model: Any, cfg: QAT, *, splits: Splits, workdir: Path, teacher: Any = None,
         reference: np.ndarray | None = None, log: Callable[[str], None] = lambda _m: None):
     """QAT with distillation, exported to a QDQ int8 ONNX; returns a core.Quantized."""
-    from .core import HeldOut, Quantized, finish
+    from .core import HeldOut, Quantized, finish, judge_once
     from .onnx import op_types
 
     t0 = time.perf_counter()
@@ -220,23 +220,17 @@ def qat(model: Any, cfg: QAT, *, splits: Splits, workdir: Path, teacher: Any = N
                            workdir=Path(workdir), labels=splits.test.y))
     from exporters.onnx import run
 
-    m = ho.measure(run(dst, ho.job.inputs))
     unlabelled_floor = 0.95 if splits.test.y is None else 0.0  # no labels: agreement is all we can judge
     budget = Budget(cfg.max_accuracy_drop, max(cfg.min_agreement, unlabelled_floor))
-    trial = Trial("qat", Settings(len(splits.train), "qat", True, "u8s8"))
-    trial.accuracy, trial.agreement = m.accuracy, m.agreement
-    trial.drop_points, trial.ok = judge(m, ho.reference_accuracy, budget)
-    if not trial.ok:
-        dst.unlink(missing_ok=True)
-        raise CompressError(f"QAT int8 breaks the accuracy budget:\n{table([trial])}\n"
-                            "train longer (QAT epochs), raise --max-accuracy-drop, or use --quantize int8")
+    trial = judge_once(dst, Trial("qat", Settings(len(splits.train), "qat", True, "u8s8")),
+                       ho.measure(run(dst, ho.job.inputs)), ho, budget, what="QAT int8",
+                       fix="train longer (QAT epochs), raise --max-accuracy-drop, or use --quantize int8")
     info = {"method": "qat", "format": "QDQ", "quantizer": "torchao X86InductorQuantizer (is_qat=True)",
             "int8_scheme": {"scheme": "u8s8", "activations": "uint8", "weights": "int8 per-channel symmetric"},
             "distillation": {"loss": "compressor.distill.losses.kd_loss + hard_loss", "alpha": cfg.alpha,
                              "temperature": cfg.temperature, "teacher": "given" if teacher is not None
                              else "the float model itself"},
-            "epochs": cfg.epochs, "lr": cfg.lr, "budget": {"max_accuracy_drop": budget.max_accuracy_drop,
-                                                          "min_agreement": budget.min_agreement},
+            "epochs": cfg.epochs, "lr": cfg.lr, "budget": dataclasses.asdict(budget),
             **how, "ops": op_types(dst)}
     a = finish(dst, "qat-int8", ho, max_abs=None, min_top1=budget.min_agreement, t0=t0,
                extra={"quantization": info})
