@@ -83,6 +83,12 @@ def shard(idx: torch.Tensor) -> torch.Tensor:
     return idx[rank()::world()] if active() else idx
 
 
+def shard_weight(mine: int, batch: int) -> float:
+    """Factor for this rank's mean loss so that DDP's average of the ranks' gradients is the gradient
+    of the whole batch's mean; an odd last batch gives the ranks unequal shards."""
+    return world() * mine / batch if active() else 1.0
+
+
 def wrap(module: torch.nn.Module) -> torch.nn.Module:
     if not active():
         return module

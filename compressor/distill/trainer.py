@@ -146,12 +146,13 @@ def train(dm: DistillModule, data: TrainData, cfg: DistillConfig, targets: Targe
             if cfg.augment == "shift":
                 xb = shift(xb, aug_gen)  # drawn for the whole global batch: same numbers on every rank
             mine = dd.shard(torch.arange(len(idx)))
+            weight = dd.shard_weight(len(mine), len(idx))
             idx, xb = idx[mine], xb[mine]
             target, feats = targets(idx, xb) if targets is not None else (None, {})
             batch = Batch(xb, y_all[idx], idx, target, feats)
             opt.zero_grad()
             loss, _ = model(batch)
-            loss.backward()
+            (loss * weight).backward()
             opt.step()
             total, count = total + loss.item() * len(idx), count + len(idx)
             if progress is not None:

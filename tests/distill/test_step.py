@@ -112,8 +112,10 @@ def test_torchrun_two_processes_match_one(tmp_path):
     ddp, one = manifest(tmp_path / "ddp"), manifest(tmp_path / "one")
     assert ddp["distillation"]["distributed_world_size"] == 2 and one["distillation"]["distributed_world_size"] == 1
     h_ddp, h_one = ddp["distillation"]["stages"][0]["history"], one["distillation"]["stages"][0]["history"]
-    assert [h["loss"] for h in h_ddp] == pytest.approx([h["loss"] for h in h_one], rel=1e-3)
-    assert abs(ddp["student"]["test_accuracy"] - one["student"]["test_accuracy"]) <= 0.006  # <= 2 of 360 samples
+    # rel 1e-5: an odd last batch weighted per rank instead of per sample drifted by 2e-4 after one epoch
+    assert [h["loss"] for h in h_ddp] == pytest.approx([h["loss"] for h in h_one], rel=1e-5)
+    assert [h["val"] for h in h_ddp] == [h["val"] for h in h_one]
+    assert abs(ddp["student"]["test_accuracy"] - one["student"]["test_accuracy"]) <= 0.003  # <= 1 of 360 samples
     # rank 0 alone wrote the checkpoints and the output; the teacher cache was filled once
     assert (tmp_path / "ck1" / "stage-0" / "done.pt").exists()
     assert not list(tmp_path.glob(".ddp.tmp-*"))
