@@ -39,6 +39,7 @@ class Result:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = -1
     best_score: float = -1.0
+    best_loss: float = float("inf")  # validation cross-entropy of the best epoch: breaks accuracy ties
     resumed_from: int | None = None
 
     @property
@@ -99,10 +100,16 @@ def shift(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _score(student: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+def _score(student: nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Validation accuracy and cross-entropy. A small validation split saturates (100% from an early epoch
+    on), so among epochs of equal accuracy the lower loss is kept, not the first one."""
     from ..train import predict
 
-    return float((predict(student, x).argmax(1) == y).mean()) if len(y) else float("nan")
+    if not len(y):
+        return float("nan"), float("nan")
+    logits = torch.from_numpy(predict(student, x))
+    target = torch.from_numpy(y)
+    return float((logits.argmax(1) == target).float().mean()), float(nn.functional.cross_entropy(logits, target))
 
 
 def train(dm: DistillModule, data: TrainData, cfg: DistillConfig, targets: TargetFn | None, *,
@@ -127,6 +134,7 @@ def train(dm: DistillModule, data: TrainData, cfg: DistillConfig, targets: Targe
         torch.set_rng_state(st["torch_rng"])
         best_state, bad, start = st["best_state"], st["bad"], st["epoch"] + 1
         res.history, res.best_epoch, res.best_score = st["history"], st["best_epoch"], st["best_score"]
+        res.best_loss = st["best_loss"]
         res.resumed_from = st["epoch"]
     elif checkpoints is not None:
         checkpoints.clear()
@@ -160,13 +168,13 @@ def train(dm: DistillModule, data: TrainData, cfg: DistillConfig, targets: Targe
         sched.step()
         dd.sync_buffers(dm)
         total, count = dd.sum_over_ranks(total, count)  # report the loss of the whole epoch, not one shard
-        score = _score(dm.student, data.val_x, data.val_y)
-        if score > res.best_score:
-            res.best_score, res.best_epoch, bad = score, epoch, 0
+        score, val_loss = _score(dm.student, data.val_x, data.val_y)
+        if score > res.best_score or (score == res.best_score and val_loss < res.best_loss):
+            res.best_score, res.best_loss, res.best_epoch, bad = score, val_loss, epoch, 0
             best_state = {k: v.detach().clone() for k, v in dm.student.state_dict().items()}
         else:
             bad += 1
-        res.history.append({"epoch": epoch, "loss": total / max(count, 1), "val": score,
+        res.history.append({"epoch": epoch, "loss": total / max(count, 1), "val": score, "val_loss": val_loss,
                             "seconds": time.perf_counter() - t0})
         if progress is not None:
             progress.advance(epoch, total / max(count, 1), res.best_score, steps=0)
@@ -176,7 +184,8 @@ def train(dm: DistillModule, data: TrainData, cfg: DistillConfig, targets: Targe
             checkpoints.save({"epoch": epoch, "model": dm.state_dict(), "opt": opt.state_dict(),
                               "sched": sched.state_dict(), "gen": gen.get_state(), "aug_gen": aug_gen.get_state(),
                               "torch_rng": torch.get_rng_state(), "best_state": best_state, "bad": bad,
-                              "history": res.history, "best_epoch": res.best_epoch, "best_score": res.best_score})
+                              "history": res.history, "best_epoch": res.best_epoch, "best_score": res.best_score,
+                              "best_loss": res.best_loss})
     if best_state is not None:
         dm.student.load_state_dict(best_state)
     dm.student.eval()

@@ -74,3 +74,15 @@ def test_shift_moves_pixels_within_bounds():
     rows, cols = pos // 8, pos % 8
     assert rows.min() >= 3 and rows.max() <= 5 and cols.min() >= 3 and cols.max() <= 5
     assert len(set(pos.tolist())) > 1
+
+
+def test_equal_validation_accuracy_keeps_the_lower_loss(tiny_teacher, small_splits, monkeypatch):
+    from compressor.distill import trainer
+
+    scores = iter([(0.9, 1.0), (0.9, 0.5), (0.9, 0.7), (0.8, 0.1)])
+    monkeypatch.setattr(trainer, "_score", lambda *a: next(scores))
+    cfg = DistillConfig(epochs=4)
+    dm, data, tfn = make(cfg, small_splits, tiny_teacher.module)
+    res = train(dm, data, cfg, tfn)
+    assert (res.best_epoch, res.best_score, res.best_loss) == (1, 0.9, 0.5)
+    assert [h["val_loss"] for h in res.history] == [1.0, 0.5, 0.7, 0.1]
