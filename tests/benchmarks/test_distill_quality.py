@@ -119,3 +119,37 @@ def test_quick_run_prints_every_row_and_writes_the_figures(tmp_path, capsys):
     assert np.array(fig["correct"]["teacher A"]).shape == (1, n)
     assert fig["timing"]["cached"] > 0 and fig["timing"]["online"] > 0
     assert fig["t_mismatch"] == []  # the split fold's two processes made the same seeded choice
+
+
+def _run_json(seed: int, teacher: list[int], gain: float) -> dict:
+    """A distill_quality --json file: one setting, KD right `gain` more often than labels-only, 2 seeds."""
+    rng = np.random.default_rng(seed)
+    lab = rng.random((2, 600)) < 0.9
+    kd = lab | (rng.random((2, 600)) < gain)
+    single_b = rng.random((2, 600)) < 0.9
+    return {"settings": [{"key": "s", "label_fraction": 1.0}, {"key": "m", "label_fraction": 0.1}],
+            "correct": {"teacher A": [teacher], "s | labels": lab.tolist(), "s | KD": kd.tolist(),
+                        "m | labels": lab.tolist(), "m | KD": lab.tolist(), "KD, teacher B alone": single_b.tolist(),
+                        "KD, ensemble A+B arithmetic": kd.tolist()}}
+
+
+def test_pool_stacks_seeds_and_refuses_other_teachers(tmp_path, capsys):
+    from benchmarks.distill_pool import comparisons, main, pool
+
+    teacher = [1] * 600
+    runs = [_run_json(0, teacher, 0.3), _run_json(1, teacher, 0.3)]
+    c = pool(runs)
+    assert c["s | KD"].shape == (4, 600) and c["teacher A"].shape == (1, 600)
+    rows = dict(comparisons(c, ["s", "m"], "m"))
+    assert rows["s: KD vs labels"]["seeds"] == 4 and rows["s: KD vs labels"]["p"] < 0.01
+    assert rows["s: KD vs labels"]["diff"] == pytest.approx(c["s | KD"].mean() - c["s | labels"].mean())
+    assert rows["m: KD vs labels"]["diff"] == 0.0
+    assert "KD, ensemble A+B arithmetic vs KD from teacher B alone" in rows
+    files = []
+    for i, r in enumerate([*runs, _run_json(2, [0] + teacher[1:], 0.3)]):
+        files.append(tmp_path / f"r{i}.json")
+        files[-1].write_text(json.dumps(r))
+    assert main([str(files[0]), str(files[1])]) == 0
+    assert "s: KD vs labels" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="teacher A differs between the runs"):
+        main([str(files[0]), str(files[2])])
