@@ -12,7 +12,7 @@ from .loading import LoadedModel, from_module, load_model, save_torchscript
 from .models import DigitsCNN
 from .train import accuracy, fit
 
-VERSION = "digits-cnn-w32-v1"  # bump when the recipe changes, so that caches are rebuilt
+VERSION = "digits-cnn-w32-v2"  # bump when the recipe or the trainer changes, so that caches are rebuilt
 EPOCHS = 30
 
 

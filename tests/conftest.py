@@ -13,6 +13,17 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("COMPRESS_CACHE", str(ROOT / ".cache" / "test"))
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """A test that sets torch's thread count (benchmark code does) must not change later tests' training:
+    the summation order, and so the trained weights, depend on it."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def teacher_files(tmp_path_factory) -> dict[str, Path]:
     """The built-in teacher written in each of the four formats the loader accepts."""
