@@ -33,6 +33,6 @@ def print_run(manifest: dict[str, Any], out: Path, console: Console) -> None:
     for a in manifest["artifacts"]:
         p = a.get("parity") or {}
         table.add_row(a["name"], human_bytes(a["size_bytes"]), str(p.get("n_samples", "-")), f"{p.get('max_abs_diff', float('nan')):.1e}",
-                      _pct(p.get("top1_agreement")), _pct(p.get("accuracy")),
+                      _pct(a.get("top1_agreement")), _pct(a.get("accuracy")),  # none for a bundle's one-example check
                       "[green]pass[/]" if p.get("passed") else "[red]FAIL[/]")
     console.print(table)
