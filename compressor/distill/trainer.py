@@ -134,7 +134,7 @@ def train(dm: DistillModule, data: TrainData, cfg: DistillConfig, targets: Targe
         torch.set_rng_state(st["torch_rng"])
         best_state, bad, start = st["best_state"], st["bad"], st["epoch"] + 1
         res.history, res.best_epoch, res.best_score = st["history"], st["best_epoch"], st["best_score"]
-        res.best_loss = st["best_loss"]
+        res.best_loss = st.get("best_loss", float("inf"))  # checkpoints written before the tie-break had none
         res.resumed_from = st["epoch"]
     elif checkpoints is not None:
         checkpoints.clear()

@@ -86,3 +86,22 @@ def test_equal_validation_accuracy_keeps_the_lower_loss(tiny_teacher, small_spli
     res = train(dm, data, cfg, tfn)
     assert (res.best_epoch, res.best_score, res.best_loss) == (1, 0.9, 0.5)
     assert [h["val_loss"] for h in res.history] == [1.0, 0.5, 0.7, 0.1]
+
+
+def test_checkpoint_from_before_the_loss_tie_break_still_resumes(tiny_teacher, small_splits, tmp_path):
+    cfg = DistillConfig(epochs=2)
+    dm, data, tfn = make(cfg, small_splits, tiny_teacher.module)
+
+    def stop_after_first(epoch, _score):
+        if epoch == 1:
+            raise Stop
+
+    ck = Checkpoints(tmp_path, "fp")
+    with pytest.raises(Stop):
+        train(dm, data, cfg, tfn, checkpoints=ck, on_epoch=stop_after_first)
+    st = torch.load(tmp_path / "last.pt", weights_only=False)
+    del st["best_loss"]  # what an older version wrote
+    torch.save(st, tmp_path / "last.pt")
+    dm2, _, _ = make(cfg, small_splits, tiny_teacher.module)
+    res = train(dm2, data, cfg, tfn, checkpoints=ck, resume=True)
+    assert res.resumed_from == 0 and len(res.history) == 2
