@@ -16,8 +16,6 @@ import numpy as np
 
 from .distill_quality import paired_test
 
-ENSEMBLES = ("KD, ensemble A+B arithmetic", "KD, ensemble A+B geometric")
-
 
 def pool(figures: list[dict]) -> dict[str, np.ndarray]:
     """Arm -> (all runs' seeds, images) correctness; teachers once. ValueError if the runs' teachers differ."""
@@ -40,7 +38,9 @@ def comparisons(c: dict[str, np.ndarray], settings: list[str], methods_setting: 
         out.append((f"{s}: KD vs labels", {**paired_test(kd, lab), "a": kd.mean(), "b": lab.mean(),
                                             "kept": kd.mean() / teacher, "seeds": len(kd)}))
     singles = {"teacher A": f"{methods_setting} | KD", "teacher B": "KD, teacher B alone"}
-    for e in (e for e in ENSEMBLES if e in c):
+    from .distill_runs import ensemble_labels
+
+    for e in (e for e in ensemble_labels() if e in c):
         for name, arm in singles.items():
             a, b = c[e], c[arm]
             if len(a) != len(b):

@@ -29,10 +29,11 @@ same augmentation, and train the same epochs (distill_runs.SETTINGS):
   teacher, little labelled data for the student. 150 epochs there = the same optimizer steps as
   15 epochs on all the data.
 KD's temperature is chosen per fold and setting among --temperatures on the validation split (seed
-0's runs; ties -> lower validation NLL); alpha is the product default 0.5. The settings but the 100-epoch one
-were chosen before any test fold was scored, from a pilot on one fold's validation split (with 60 epochs KD was
-behind labels-only in 3 of 4 small-data cases, with 150 ahead in both 10% cases; with all labels the
-validation split is at its ceiling and showed nothing); every setting run is reported.
+0's runs; ties -> lower validation NLL); alpha is the product default 0.5. All settings but the
+100-epoch one were chosen before any test fold was scored, from a pilot on one fold's validation
+split (with 60 epochs KD was behind labels-only in 3 of 4 small-data cases, with 150 ahead in both
+10% cases; with all labels the validation split is at its ceiling and showed nothing); every
+setting run is reported.
 
 Other methods run in the 10% labels, r = 0.25 setting (where KD matters) with KD's chosen
 temperature, on --extra-seeds, against that setting's KD arm (teacher A) on the same seeds. "KD +
@@ -248,7 +249,9 @@ def report(a, seeds, xseeds, settings, methods_setting, m, timing, n) -> dict:
             print(f"| {label:32} | {d['parameters']:6,} | {_ms([r.mean() for r in c]):>13} | "
                   f"{_ms(d['val']):>15} | {_ci(pt):>24} | {pt['p']:6.3f} | {statistics.mean(d['s_per_epoch']):7.3f} |")
         print()
-        for label in ("KD, ensemble A+B arithmetic", "KD, ensemble A+B geometric"):
+        from .distill_runs import ensemble_labels
+
+        for label in ensemble_labels():
             for single, c in (("teacher A", ref), ("teacher B", correct["KD, teacher B alone"])):
                 pt = paired_test(correct[label], c)
                 figures["paired"][f"{label} vs {single}"] = pt

@@ -61,6 +61,11 @@ def extra_rows() -> list[tuple[str, str, dict]]:
     ]
 
 
+def ensemble_labels() -> list[str]:
+    """The extra rows distilled from the A+B ensemble: each is compared with each single teacher's student."""
+    return [label for label, which, _ in extra_rows() if which == "AB"]
+
+
 def label_subset(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Sorted indices of a stratified `fraction` of `y` (at least one per class); all of them when fraction >= 1."""
     from sklearn.model_selection import train_test_split

@@ -159,7 +159,8 @@ def _run_stage(student: nn.Module, stage_teachers: list[tuple[nn.Module, str]], 
             student.load_state_dict(saved["student"])
             console.print(f"{name}: finished earlier, loaded from {done}")
             return Result(history=saved["history"], best_epoch=saved["best_epoch"], best_score=saved["best_score"],
-                          best_loss=saved.get("best_loss", float("inf")), resumed_from=saved["history"][-1]["epoch"] if saved["history"] else None)
+                          best_loss=saved.get("best_loss", float("inf")),  # none before the loss tie-break
+                          resumed_from=saved["history"][-1]["epoch"] if saved["history"] else None)
     if cfg.resume and not (folder / "last.pt").exists():
         # without this a mistyped --checkpoint-dir would silently retrain from epoch 0
         console.print(f"note: --resume: no checkpoint in {folder}; starting {name} from scratch")
