@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from compressor.errors import CompressError
+from compressor.core.errors import CompressError
 
 from . import stats
 from .bench import BenchOptions, _Browsers, measure_one, plan

@@ -18,14 +18,15 @@ from typing import Any, Self
 import numpy as np
 from rich.console import Console
 
-from compressor.errors import CompressError
-from compressor.registry import check_choice
+from compressor.core.errors import CompressError
+from compressor.core.files import sizes
+from compressor.core.parity import compare, rule
+from compressor.core.registry import check_choice
 
 from . import stats
 from .discover import Item, canonical_shape, to_layout
-from .files import sizes
 from .harness import PRESETS, Bounds, Job, run_isolated
-from .targets import Setting, TargetOptions, expand
+from .platforms import PlatformOptions, Setting, expand
 
 Reference = Callable[[np.ndarray], np.ndarray]  # canonical-layout inputs -> outputs
 
@@ -34,7 +35,7 @@ Reference = Callable[[np.ndarray], np.ndarray]  # canonical-layout inputs -> out
 class BenchOptions:
     targets: tuple[str, ...] = ("cpu",)
     bounds: Bounds = PRESETS["default"]
-    target_options: TargetOptions = field(default_factory=TargetOptions)
+    platform_options: PlatformOptions = field(default_factory=PlatformOptions)
     parity_samples: int = 16
     seed: int = 0
     peak: bool = True  # measure the matmul peak (skipped in quick tests)
@@ -46,31 +47,19 @@ class BenchOptions:
             raise CompressError("--repeats must be at least 1")
 
     def settings(self) -> list[Setting]:
-        all_ = expand(self.targets, self.target_options)
+        all_ = expand(self.targets, self.platform_options)
         for name in self.only:
             check_choice("setting", name, [s.name for s in all_])
         return [s for s in all_ if not self.only or s.name in self.only]
 
 
-def parity_rule(variant: str, ref: np.ndarray) -> tuple[float | None, float]:
-    """(max |Δ| allowed or None, min top-1 agreement) for outputs of a variant against the reference.
-
-    float32 variants must match closely (browser kernels reorder sums); quantized ones are judged on
-    top-1 agreement, loosely, because timing inputs may be random rather than real data.
-    """
-    if variant in ("float32", "file"):
-        return 1e-3 * max(1.0, float(np.abs(ref).max())), 0.99
-    return None, 0.9
+ROW_PARITY = ("n_samples", "max_abs_diff", "top1_agreement", "max_abs_threshold", "min_top1_agreement", "passed")
 
 
 def parity(outputs: Any, ref: np.ndarray, variant: str) -> dict[str, Any]:
-    out = np.asarray(outputs, dtype=np.float64).reshape(ref.shape)
-    diff = np.abs(out - ref)
-    top1 = float((out.reshape(len(out), -1).argmax(1) == ref.reshape(len(ref), -1).argmax(1)).mean())
-    max_abs, min_top1 = parity_rule(variant, ref)
-    ok = bool(np.isfinite(diff.max()) and top1 >= min_top1 and (max_abs is None or diff.max() <= max_abs))
-    return {"n_samples": len(out), "max_abs_diff": float(diff.max()), "top1_agreement": top1,
-            "max_abs_threshold": max_abs, "min_top1_agreement": min_top1, "passed": ok}
+    """A row's parity on its timing inputs, by the "bench" rules of compressor.core.parity."""
+    p = compare(outputs, ref, rule=rule("bench", variant), runtime="").to_dict()
+    return {k: p[k] for k in ROW_PARITY}
 
 
 def item_facts(it: Item, macs: dict[str, int]) -> dict[str, Any]:
@@ -89,7 +78,7 @@ def family_reference(it: Item, fallback: Reference | None) -> tuple[Reference | 
 
         return (lambda x: ort_run(it.path, x)), "same artifact in onnxruntime (CPU)"
     if it.format == "tflite":
-        from .runners.litert import Session
+        from exporters.tflite.runner import Session
 
         def tfl(x: np.ndarray) -> np.ndarray:
             s = Session(it.path, 1)
@@ -197,7 +186,7 @@ def run(items: list[Item], opts: BenchOptions, *, reference: Reference | None = 
     return {"schema": 1, "kind": "edge-compress bench",
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "machine": mach, "bounds": asdict(opts.bounds), "targets": list(opts.targets),
-            "target_options": asdict(opts.target_options),
+            "target_options": asdict(opts.platform_options),  # bench.json schema 1 keeps its key
             "statistics": {"summary": "median, IQR, p90, min; 95% percentile-bootstrap CI of the median",
                            "gate": stats.TEST_PROCESS if opts.repeats >= stats.MIN_PROCESSES
                            else stats.TEST_SAMPLES},

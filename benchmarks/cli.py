@@ -12,13 +12,13 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from compressor.errors import CompressError
+from compressor.core.errors import CompressError
 
 from .harness import PRESETS, Bounds
 
 EPILOG = """gate: latency fails only when the slowdown exceeds --fail-slower AND a one-sided Mann-Whitney U test
 (current vs baseline x (1 + threshold), --alpha) says so; the table shows ratios of medians with 95%
-bootstrap intervals. Devices (--device): see benchmarks/targets.py; --cpu-throttle 4 = DevTools mid-tier."""
+bootstrap intervals. Devices (--device): see benchmarks/platforms.py; --cpu-throttle 4 = DevTools mid-tier."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -52,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def bounds_from(a: argparse.Namespace) -> Bounds:
-    from compressor.registry import check_choice
+    from compressor.core.registry import check_choice
 
     check_choice("bounds preset", a.bounds, tuple(PRESETS))
     over = {k: getattr(a, k) for k in ("warmup_runs", "warmup_seconds", "min_runs", "min_seconds", "max_seconds",
@@ -66,14 +66,14 @@ def main(argv: list[str]) -> int:
 
     from .bench import BenchOptions
     from .gate import Budget, parse_percent
-    from .targets import TargetOptions, expand
+    from .platforms import PlatformOptions, expand
 
     console = Console(stderr=True)
-    topts = TargetOptions(device=a.device, cpu_throttle=a.cpu_throttle, mem_cap_mb=a.mem_cap_mb,
+    topts = PlatformOptions(device=a.device, cpu_throttle=a.cpu_throttle, mem_cap_mb=a.mem_cap_mb,
                           browser_backends=tuple(b.strip() for b in a.backends.split(",") if b.strip()))
     targets = tuple(t.strip() for t in a.targets.split(","))
     expand(targets, topts)  # unknown target/device names fail here, before any work
-    opts = BenchOptions(targets=targets, bounds=bounds_from(a), target_options=topts, seed=a.seed,
+    opts = BenchOptions(targets=targets, bounds=bounds_from(a), platform_options=topts, seed=a.seed,
                         only=tuple(s.strip() for s in a.only.split(",") if s.strip()), repeats=a.repeats)
     opts.settings()
     budget = Budget(fail_slower=parse_percent(a.fail_slower, "--fail-slower") if a.fail_slower else None,

@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from compressor.errors import CompressError
+import exporters
+from compressor.core.artifact import batch1
+from compressor.core.errors import CompressError
 
 BENCHED_FORMATS = ("onnx", "tflite", "tfjs", "torchscript", "pt2")
 
@@ -33,46 +35,32 @@ class Item:
         return self.format in ("torchscript", "pt2")
 
 
-def _batch1(shape: Any) -> tuple[int, ...]:
-    dims = [int(d) if isinstance(d, (int, np.integer)) and d > 0 else 1 for d in shape]
-    if not dims:
-        raise CompressError("an artifact has a scalar input; cannot benchmark it")
-    dims[0] = 1
-    return tuple(dims)
-
-
 def spec_of(path: Path, fmt: str) -> tuple[tuple[int, ...], str]:
-    """(batch-1 input shape, dtype) read from the artifact itself."""
-    if fmt == "onnx":
-        from exporters.onnx import io_specs
-
-        ins, _ = io_specs(path)
-        return _batch1(ins[0].shape), ins[0].dtype
-    if fmt == "tflite":
-        from ai_edge_litert.interpreter import Interpreter
-
-        d = Interpreter(model_path=str(path)).get_input_details()[0]
-        # quantized-input models are fed float data that the runner quantizes
-        return _batch1(d["shape"]), "float32" if np.issubdtype(d["dtype"], np.integer) else np.dtype(d["dtype"]).name
-    if fmt == "tfjs":
-        sig = json.loads((path / "model.json").read_text()).get("signature", {}).get("inputs", {})
-        if not sig:
-            raise CompressError(f"{path}/model.json has no input signature; re-export the TF.js model")
-        t = next(iter(sig.values()))
-        dims = [int(d.get("size", -1)) for d in t["tensorShape"]["dim"]]
-        dtype = {"DT_FLOAT": "float32", "DT_INT32": "int32", "DT_INT64": "int64"}.get(t.get("dtype"), "float32")
-        return _batch1(dims), dtype
-    raise CompressError(f"cannot read the input of {path} ({fmt}); pass --input-shape")
+    """(batch-1 input shape, dtype) read from the artifact itself, by the target that writes the format."""
+    if fmt in ("torchscript", "pt2"):
+        raise CompressError(f"cannot read the input of {path} ({fmt}); pass --input-shape")
+    return exporters.input_spec(path, fmt)
 
 
 def format_of(path: Path) -> str:
-    if path.is_dir() and (path / "model.json").exists():
-        return "tfjs"
-    fmt = {".onnx": "onnx", ".tflite": "tflite", ".pt": "torchscript", ".pt2": "pt2"}.get(path.suffix)
+    fmt = exporters.format_of(path) or {".pt": "torchscript", ".pt2": "pt2"}.get(path.suffix)
     if fmt is None:
         raise CompressError(f"{path}: not an artifact this can benchmark (.onnx, .tflite, TF.js folder with "
                             "model.json, .pt TorchScript, .pt2); or pass an output folder with manifest.json")
     return fmt
+
+
+def item(name: str, path: Path, fmt: str, variant: str, inputs: list[Any], parity: dict[str, Any] | None) -> Item:
+    """A benchmark item from an artifact's manifest facts (or an Artifact's): its input from the recorded
+    specs (TFLite's from the file: a quantized input is fed float data)."""
+    if inputs and fmt != "tflite":
+        first = inputs[0]
+        shape, dtype = (batch1(first["shape"]), first["dtype"]) if isinstance(first, dict) else \
+            (batch1(first.shape), first.dtype)
+    else:
+        shape, dtype = spec_of(path, fmt)
+    p = parity or {}
+    return Item(name, path, fmt, variant, shape, dtype, {"accuracy": p.get("accuracy"), "export_parity": p or None})
 
 
 def from_manifest(folder: Path) -> tuple[list[Item], dict[str, Any]]:
@@ -84,14 +72,7 @@ def from_manifest(folder: Path) -> tuple[list[Item], dict[str, Any]]:
         path = folder / a["path"]
         if not path.exists():
             raise CompressError(f"{path} is listed in {folder}/manifest.json but missing; re-run the export")
-        ins = a.get("inputs") or []
-        if ins and a["format"] != "tflite":
-            shape, dtype = _batch1(ins[0]["shape"]), ins[0]["dtype"]
-        else:
-            shape, dtype = spec_of(path, a["format"])
-        p = a.get("parity") or {}
-        items.append(Item(a["name"], path, a["format"], a["variant"], shape, dtype,
-                          {"accuracy": p.get("accuracy"), "export_parity": p or None}))
+        items.append(item(a["name"], path, a["format"], a["variant"], a.get("inputs") or [], a.get("parity")))
     return items, man
 
 

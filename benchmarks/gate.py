@@ -18,7 +18,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from compressor.errors import CompressError
+from compressor.core.errors import CompressError
+from compressor.core.parity import accuracy_drop_points
 
 from . import stats
 
@@ -126,7 +127,7 @@ def compare(baseline: dict[str, Any], current: dict[str, Any], budget: Budget) -
 
 
 def _acc_row(name: str, against: str, ref: float, acc: float, budget: Budget) -> dict[str, Any]:
-    drop = round(100.0 * (ref - acc), 4)
+    drop = accuracy_drop_points(ref, acc)
     return {"artifact": name, "against": against, "reference": ref, "accuracy": acc, "drop_points": drop,
             "budget_points": budget.max_accuracy_drop,
             "failed": budget.max_accuracy_drop is not None and drop > budget.max_accuracy_drop}

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from compressor.errors import CompressError
+from compressor.core.errors import CompressError
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ def memory_bytes() -> int | None:
 
 
 def runtime_versions() -> dict[str, str]:
-    from compressor.manifest import tool_versions
+    from compressor.core.provenance import tool_versions
 
     out = tool_versions(RUNTIMES)
     for pkg, key in (("@tensorflow/tfjs", "tfjs"), ("onnxruntime-web", "onnxruntime-web")):
@@ -81,7 +81,7 @@ def matmul_peak(n: int = 768, seconds: float = 0.4) -> dict[str, float]:
 
 
 def info(*, peak: bool = True) -> dict[str, Any]:
-    from compressor.manifest import commit
+    from compressor.core.provenance import commit
 
     return {"cpu": cpu_info(), "memory_bytes": memory_bytes(), "os": platform.platform(),
             "runtimes": runtime_versions(), "commit": commit(),

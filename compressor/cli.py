@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import CompressError
+from .core.errors import CompressError
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {}
 EPILOG = """other commands:
@@ -140,7 +140,7 @@ def teacher_main(argv: list[str]) -> int:
     p.add_argument("file", type=Path)
     p.add_argument("--format", default="torchscript", help=f"one of: {', '.join(FORMATS)}")
     a = p.parse_args(argv)
-    from .registry import check_choice
+    from .core.registry import check_choice
 
     check_choice("format", a.format, FORMATS)
     from . import demo

@@ -12,12 +12,15 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import exporters
+from benchmarks.harness import PRESETS
+from benchmarks.platforms import PlatformOptions, expand
 from exporters.base import ExportOptions
 
+from .core.errors import CompressError
+from .core.registry import check_choice
 from .distill.config import DistillConfig
-from .errors import CompressError
-from .quantize.config import QuantConfig
-from .registry import check_choice
+from .quantize.config import QuantConfig, from_name
 
 C = TypeVar("C")
 
@@ -44,20 +47,13 @@ class RunConfig:
     quantize: QuantConfig | None = None
 
     def __post_init__(self) -> None:
-        import exporters
-
         exporters.expand(",".join(self.targets))
         if self.parity_samples is not None and self.parity_samples < 1:
             raise CompressError("--parity-samples must be at least 1")
         if isinstance(self.quantize, str):
-            from .quantize.config import from_name
-
             object.__setattr__(self, "quantize", from_name(self.quantize))
         if self.bench:
-            from benchmarks.harness import PRESETS
-            from benchmarks.targets import TargetOptions, expand
-
-            expand(self.bench, TargetOptions(device=self.bench_device))
+            expand(self.bench, PlatformOptions(device=self.bench_device))
             check_choice("bench bounds preset", self.bench_bounds, tuple(PRESETS))
 
     def parity_count(self, available: int) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CompressError
+from .core.errors import CompressError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".pgm", ".ppm"}
 

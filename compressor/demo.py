@@ -8,9 +8,10 @@ from pathlib import Path
 import torch
 
 from . import data as datasets
+from .distill.trainer import fit
+from .evaluate import accuracy
 from .loading import LoadedModel, from_module, load_model, save_torchscript
 from .models import DigitsCNN
-from .train import accuracy, fit
 
 VERSION = "digits-cnn-w32-v2"  # bump when the recipe or the trainer changes, so that caches are rebuilt
 EPOCHS = 30

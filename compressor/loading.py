@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import CompressError
+from .core.errors import CompressError
 
 META_FILE = "compressor.json"  # extra file in TorchScript archives written by this tool
 

@@ -3,59 +3,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import json
-import platform
-import subprocess
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from exporters.base import Artifact
-
-TOOLS = ("torch", "numpy", "onnx", "onnxruntime", "onnxscript", "tensorflow", "ai-edge-litert", "onnx2tf",
-         "torch-pruning", "edge-compress")
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def tool_versions(names: tuple[str, ...] = TOOLS) -> dict[str, str]:
-    """Python's version and each installed package's (packages not installed are left out)."""
-    out = {"python": platform.python_version()}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def commit() -> str:
-    """The project's git commit (with -dirty when the tree has changes), or 'unknown' outside a checkout."""
-    try:
-        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5, check=False).stdout.strip()
-        return rev + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def file_digest(path: Path) -> tuple[int, str]:
-    """(size, sha256) of a file, or of a folder's files in sorted order."""
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    h, size = hashlib.sha256(), 0
-    for f in files:
-        if path.is_dir():
-            h.update(str(f.relative_to(path)).encode())
-        data = f.read_bytes()
-        h.update(data)
-        size += len(data)
-    return size, h.hexdigest()
+from .core.artifact import Artifact
+from .core.files import digest
+from .core.provenance import commit, tool_versions
 
 
 def artifact_entry(a: Artifact, root: Path) -> dict[str, Any]:
-    size, sha = file_digest(a.path)
+    size, sha = digest(a.path)
     return {
         "name": a.name,
         "path": str(a.path.relative_to(root)),

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import CompressError
+from .core.errors import CompressError
 
 
 def check_target(out: Path, overwrite: bool) -> None:

@@ -1,80 +1,27 @@
-"""The small contract every exporter module follows.
+"""The small contract every exporter follows, and what the pipeline hands it.
 
-An exporter is one module in this package with:
+An exporter is one module (or small package) in this folder, registered in exporters/__init__.py, with:
     NAME: str                                   the --target name
     export(job: ExportJob) -> list[Artifact]    write the artifact(s) into job.workdir
     validate(artifact, job) -> Parity           run the artifact in its own runtime on job.inputs
 The pipeline calls `export`, then `validate` on each artifact, then `require_parity`:
-an artifact whose parity fails is an error, never a silent file.
+an artifact whose parity fails is an error, never a silent file. Tolerances live in
+compressor/core/parity.py (one table), not in the exporters.
 """
 from __future__ import annotations
 
-import dataclasses
+import shutil
+import tempfile
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from compressor.errors import CompressError
-from compressor.registry import check_choice
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    shape: tuple[int | str, ...]
-    dtype: str
-
-
-@dataclass(frozen=True)
-class Parity:
-    """Outputs of an artifact against PyTorch's on the same real inputs."""
-
-    n_samples: int
-    max_abs_diff: float
-    mean_abs_diff: float
-    top1_agreement: float
-    max_abs_threshold: float | None  # None: not judged on absolute difference (integer variants)
-    min_top1_agreement: float
-    accuracy: float | None = None  # on the labelled parity inputs, when labels exist
-    reference_accuracy: float | None = None
-    runtime: str = ""
-
-    @property
-    def accuracy_drop_points(self) -> float | None:
-        if self.accuracy is None or self.reference_accuracy is None:
-            return None
-        return round(100.0 * (self.reference_accuracy - self.accuracy), 4)
-
-    @property
-    def passed(self) -> bool:
-        ok_abs = self.max_abs_threshold is None or self.max_abs_diff <= self.max_abs_threshold
-        return bool(ok_abs and self.top1_agreement >= self.min_top1_agreement and np.isfinite(self.max_abs_diff))
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["passed"] = self.passed
-        d["accuracy_drop_points"] = self.accuracy_drop_points
-        return d
-
-
-@dataclass
-class Artifact:
-    path: Path  # a file or a folder inside the job's workdir
-    format: str  # onnx | tflite | tfjs | web-bundle ...
-    variant: str  # float32 | float16 | int8 | ...
-    inputs: list[TensorSpec] = field(default_factory=list)
-    outputs: list[TensorSpec] = field(default_factory=list)
-    opset: int | None = None
-    convert_seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-    parity: Parity | None = None
-
-    @property
-    def name(self) -> str:
-        return f"{self.format}:{self.variant}"
-
+from compressor.core.artifact import Artifact
+from compressor.core.errors import CompressError
+from compressor.core.registry import check_choice
 
 LAYOUTS = ("nchw", "nhwc")
 TFJS_QUANT = ("float16", "uint8", "uint16")
@@ -111,6 +58,22 @@ class ExportOptions:
 
 
 @dataclass
+class Shared:
+    """What one target makes and a later one reuses, within one run (targets run in registry order)."""
+
+    folder: Path | None = None  # the job's private temporary folder (ExportJob.private_dir)
+    float_onnx: Artifact | None = None  # onnx:float32, once an exporter made it (published or private)
+    tf_onnx: Path | None = None  # the opset-17 ONNX graph fed to onnx2tf (tf_route.tf_onnx)
+    saved_model: Path | None = None  # onnx2tf's SavedModel, shared by TFLite and TF.js
+    saved_model_seconds: float = 0.0  # counted once, in the first artifact that reports it
+    bundles: dict[Path, Artifact] = field(default_factory=dict)  # web bundles, to record their model's parity
+
+    def take_saved_model_seconds(self) -> float:
+        seconds, self.saved_model_seconds = self.saved_model_seconds, 0.0
+        return seconds
+
+
+@dataclass
 class ExportJob:
     """Everything an exporter needs; built once per run by the pipeline."""
 
@@ -123,54 +86,11 @@ class ExportJob:
     labels: np.ndarray | None = None
     calib_pool: np.ndarray | None = None  # the whole training split: more calibration samples, if a budget needs them
     options: ExportOptions = field(default_factory=ExportOptions)
-    artifacts: dict[str, Artifact] = field(default_factory=dict)  # produced so far, by Artifact.name
-    scratch: dict[str, Any] = field(default_factory=dict)  # shared intermediates (e.g. a SavedModel)
+    shared: Shared = field(default_factory=lambda: Shared())
 
-
-def compare(
-    outputs: np.ndarray,
-    job: ExportJob,
-    *,
-    max_abs: float | None,
-    min_top1: float,
-    runtime: str,
-) -> Parity:
-    """Parity figures of `outputs` (same order as job.inputs) against the PyTorch reference."""
-    out = np.asarray(outputs, dtype=np.float64).reshape(job.reference.shape)
-    ref = job.reference.astype(np.float64)
-    diff = np.abs(out - ref)
-    top_out = out.reshape(len(out), -1).argmax(1)
-    top_ref = ref.reshape(len(ref), -1).argmax(1)
-    acc = ref_acc = None
-    if job.labels is not None and ref.ndim == 2:
-        acc = float((top_out == job.labels).mean())
-        ref_acc = float((top_ref == job.labels).mean())
-    return Parity(
-        n_samples=len(out),
-        max_abs_diff=float(diff.max()) if diff.size else 0.0,
-        mean_abs_diff=float(diff.mean()) if diff.size else 0.0,
-        top1_agreement=float((top_out == top_ref).mean()),
-        max_abs_threshold=max_abs,
-        min_top1_agreement=min_top1,
-        accuracy=acc,
-        reference_accuracy=ref_acc,
-        runtime=runtime,
-    )
-
-
-def require_parity(artifact: Artifact) -> None:
-    """Raise when the artifact's parity failed, so that it is never written."""
-    p = artifact.parity
-    if p is None:
-        raise CompressError(f"{artifact.name} was not validated; every export must be checked")
-    if p.passed:
-        return
-    why = []
-    if p.max_abs_threshold is not None and not p.max_abs_diff <= p.max_abs_threshold:
-        why.append(f"max abs diff {p.max_abs_diff:.3g} > {p.max_abs_threshold:.3g}")
-    if p.top1_agreement < p.min_top1_agreement:
-        why.append(f"top-1 agreement {p.top1_agreement:.4f} < {p.min_top1_agreement}")
-    raise CompressError(
-        f"parity check failed for {artifact.name} in {p.runtime} ({'; '.join(why)}); nothing was written"
-        " - report the model, or choose another --target/variant"
-    )
+    def private_dir(self) -> Path:
+        """A temporary folder for this job's intermediates (never published), removed with the job."""
+        if self.shared.folder is None:
+            self.shared.folder = Path(tempfile.mkdtemp(prefix="compress-tf-"))
+            weakref.finalize(self, shutil.rmtree, self.shared.folder, True)
+        return self.shared.folder

@@ -3,9 +3,9 @@
 Artifacts: `onnx-web:float32` (<bundle>/model/model.onnx) and `web-bundle:ort` (the servable folder);
 with `--quantize int8`, the quantize step adds `onnx-web:int8` and `web-bundle:ort-int8` (web-ort-int8/)
 through `bundle_int8`, from the browser-safe int8 ONNX.
-The ONNX file is the job's ONNX artifact when `--target onnx` ran first, else exported here the same way.
-The runtime is onnxruntime-web's wasm-only build (ort.wasm.min.js + ort-wasm-simd-threaded.{mjs,wasm}):
-the all-backend ort.min.js would pull a 28 MB JSEP wasm and was slower (NOTES.md).
+The ONNX file is the job's ONNX artifact when `--target onnx` ran (targets run in registry order), else
+exported here the same way. The runtime is onnxruntime-web's wasm-only build (ort.wasm.min.js +
+ort-wasm-simd-threaded.{mjs,wasm}): the all-backend ort.min.js pulls a 28 MB JSEP wasm and was slower.
 """
 from __future__ import annotations
 
@@ -13,19 +13,20 @@ import dataclasses
 import time
 from pathlib import Path
 
-from . import _tf, bundle, onnx, tfjs
-from .base import Artifact, ExportJob, Parity
+from compressor.core.artifact import Artifact
+from compressor.core.parity import Parity
+
+from . import bundle, onnx, tfjs
+from .base import ExportJob
 
 NAME = "onnx-web"
-# int8 is judged on top-1 agreement with PyTorch's float model, as every int8 artifact is
-THRESHOLDS: dict[str, tuple[float | None, float]] = {"float32": (onnx.FP32_TOL, 0.99), "int8": (None, 0.95)}
 
 
 def export(job: ExportJob) -> list[Artifact]:
     t0 = time.perf_counter()
-    made = job.artifacts.get("onnx:float32")
-    if made is None:  # export in the scratch folder, so that nothing extra lands in the output
-        (made,) = onnx.export(dataclasses.replace(job, workdir=_tf.scratch_dir(job)))
+    made = job.shared.float_onnx
+    if made is None:  # export in the private folder, so that nothing extra lands in the output
+        (made,) = onnx.export(dataclasses.replace(job, workdir=job.private_dir()))
     return make_bundle(job, made, "float32", tfjs.bundle_dir(job, "web-ort"), t0)
 
 
@@ -40,7 +41,7 @@ def make_bundle(job: ExportJob, src: Artifact, variant: str, dest: Path, t0: flo
         dest = dest.with_name(dest.name + "-ort")  # --bundle given for tfjs and onnx-web in one run
     (dest / "model").mkdir(parents=True)
     path = dest / "model" / "model.onnx"
-    single_file(src.path, path)
+    onnx.inline_weights(src.path, path)
     ins, outs = onnx.io_specs(path)
     meta = tfjs.meta(job, "onnxruntime-web", variant, ins[0].name, outs[0].name)
     bundle.write(dest, runtime="ort", meta=meta, example=job.inputs[:1], expected=job.reference[0],
@@ -53,17 +54,9 @@ def make_bundle(job: ExportJob, src: Artifact, variant: str, dest: Path, t0: flo
     web = Artifact(path=dest, format="web-bundle", variant="ort" if variant == "float32" else f"ort-{variant}",
                    inputs=ins, outputs=outs, convert_seconds=time.perf_counter() - t0,
                    extra={"runtime": "onnxruntime-web (wasm)", **stats})
-    job.scratch.setdefault("bundles", {})[dest] = web
+    job.shared.bundles[dest] = web
     return [model, web]
 
 
-def single_file(src: Path, dst: Path) -> None:
-    """Copy an ONNX model with its weights inside: a browser cannot open external-data files beside it."""
-    import onnx as onnx_lib
-
-    model = onnx_lib.load(str(src))  # resolves external data relative to src
-    onnx_lib.save_model(model, str(dst), save_as_external_data=False)
-
-
 def validate(artifact: Artifact, job: ExportJob) -> Parity:
-    return tfjs.validate_in_browser(artifact, job, THRESHOLDS, "nchw")
+    return tfjs.validate_in_browser(artifact, job, "nchw")

@@ -12,7 +12,6 @@ bundle's own model.js, on the job's real inputs; the bundle's index.html must sh
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import subprocess
@@ -21,27 +20,25 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.errors import CompressError
-from compressor.registry import check_choice
+from compressor.core.artifact import Artifact, TensorSpec, batch1
+from compressor.core.errors import CompressError
+from compressor.core.parity import Parity, compare, page_rule, rule
+from compressor.core.registry import check_choice
 
-from . import _tf, bundle
-from .base import Artifact, ExportJob, Parity, TensorSpec, compare
+from . import bundle, tf_route
+from .base import TFJS_QUANT, ExportJob
 
 NAME = "tfjs"
 ROOT = Path(__file__).resolve().parent.parent
 CONVERTER = Path(os.environ.get("COMPRESS_TFJS_CONVERTER", ROOT / ".venv-tfjs" / "bin" / "tensorflowjs_converter"))
-QUANT = ("float16", "uint8", "uint16")
 TIMEOUT = 900
-# Per variant: max abs diff relative to the largest |reference| (None: not judged on it), least top-1 agreement.
-THRESHOLDS: dict[str, tuple[float | None, float]] = {
-    "float32": (1e-4, 0.99), "float16": (1e-2, 0.98), "uint16": (1e-2, 0.98), "uint8": (None, 0.95)}
 
 
 def converter_command(saved_model: Path, out: Path, quant: str | None = None) -> list[str]:
     cmd = [str(CONVERTER), "--input_format=tf_saved_model", "--output_format=tfjs_graph_model",
            "--signature_name=serving_default", "--saved_model_tags=serve"]
     if quant is not None:
-        check_choice("TF.js quantization", quant, QUANT)
+        check_choice("TF.js quantization", quant, TFJS_QUANT)
         # `--quantize_float16` alone would swallow the next argument as its value: always give `=*`.
         cmd.append(f"--quantize_{quant}=*")
     return [*cmd, str(saved_model), str(out)]
@@ -68,8 +65,8 @@ def convert_saved_model(saved_model: Path, out: Path, quant: str | None = None,
         unsupported = re.search(r"Error: Unsupported Ops in the model[^\n]*\n([^\n]+)", log)
         if unsupported:
             ops = [o.strip() for o in unsupported.group(1).split(",") if o.strip()]
-            node = _tf.node_for_tf_ops(onnx_path, ops) if onnx_path else None
-            where = f" (from {_tf.describe_node(node)})" if node is not None else ""
+            node = tf_route.node_for_tf_ops(onnx_path, ops) if onnx_path else None
+            where = f" (from {tf_route.describe_node(node)})" if node is not None else ""
             raise CompressError(f"TF.js has no kernel for TensorFlow op(s) {', '.join(ops)}{where}; "
                                 "replace that layer, or use --target onnx-web")
         last = [ln.strip() for ln in log.splitlines() if ln.strip()]
@@ -82,8 +79,8 @@ def bundle_dir(job: ExportJob, default: str) -> Path:
 
 
 def meta(job: ExportJob, runtime: str, variant: str, input_name: str, output_name: str) -> dict:
-    layout = _tf.layout_of(job) if runtime == "tfjs" else "nchw"
-    shape = tuple(_tf.to_layout(np.zeros(tuple(job.example.shape), dtype=np.float32), layout).shape)
+    layout = tf_route.layout_of(job) if runtime == "tfjs" else "nchw"
+    shape = tuple(tf_route.to_layout(np.zeros(tuple(job.example.shape), dtype=np.float32), layout).shape)
     dtype = np.asarray(job.inputs).dtype.name
     return {"runtime": runtime, "inputName": input_name, "outputName": output_name, "inputShape": list(shape),
             "outputShape": [1, *job.reference.shape[1:]], "inputDtype": dtype, "layout": layout, "variant": variant}
@@ -100,17 +97,17 @@ def bundle_facts(job: ExportJob, kind: str, variant: str, model_files: list[str]
 
 def export(job: ExportJob) -> list[Artifact]:
     t0 = time.perf_counter()
-    sm = _tf.saved_model(job)
-    shared = job.scratch.get("saved_model_seconds", 0.0) if "tflite:float32" not in job.artifacts else 0.0
+    sm = tf_route.saved_model(job)
+    shared = job.shared.take_saved_model_seconds()  # when TFLite did not report the SavedModel's time
     variant = job.options.tfjs_quant or "float32"
     dest = bundle_dir(job, "web")
     if dest.exists():
         raise CompressError(f"bundle folder {dest.name} is used twice; give --bundle another name")
-    seconds = convert_saved_model(sm, dest / "model", job.options.tfjs_quant, _tf.tf_onnx(job)) + shared
+    seconds = convert_saved_model(sm, dest / "model", job.options.tfjs_quant, tf_route.tf_onnx(job)) + shared
     spec = _signature(dest / "model" / "model.json")
     m = meta(job, "tfjs", variant, spec[0][0].name, spec[1][0].name)
     layout = m["layout"]
-    bundle.write(dest, runtime="tfjs", meta=m, example=_tf.to_layout(job.inputs[:1], layout),
+    bundle.write(dest, runtime="tfjs", meta=m, example=tf_route.to_layout(job.inputs[:1], layout),
                  expected=job.reference[0], title="edge-compress model (TensorFlow.js)", model_file="model/model.json")
     files = sorted(str(p.relative_to(dest)) for p in (dest / "model").iterdir())
     stats = bundle.write_manifest(dest, bundle_facts(job, "tfjs", variant, files))
@@ -120,55 +117,66 @@ def export(job: ExportJob) -> list[Artifact]:
                                                      job.options.tfjs_quant, "files": files})
     web = Artifact(path=dest, format="web-bundle", variant="tfjs", inputs=spec[0], outputs=spec[1],
                    convert_seconds=time.perf_counter() - t0, extra={"runtime": "tfjs (wasm)", **stats})
-    job.scratch.setdefault("bundles", {})[dest] = web
+    job.shared.bundles[dest] = web
     return [model, web]
 
 
+DTYPES = {"DT_FLOAT": "float32", "DT_INT32": "int32", "DT_INT64": "int64"}
+
+
 def _signature(model_json: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """A TF.js graph model's inputs and outputs, from model.json's signature."""
     import json
 
-    sig = json.loads(model_json.read_text())["signature"]
-    dt = {"DT_FLOAT": "float32", "DT_INT32": "int32", "DT_INT64": "int64"}
+    sig = json.loads(model_json.read_text()).get("signature") or {}
+    if not sig.get("inputs"):
+        raise CompressError(f"{model_json} has no input signature; re-export the TF.js model")
 
     def specs(d: dict) -> list[TensorSpec]:
         return [TensorSpec(k, tuple(int(x.get("size", -1)) for x in v["tensorShape"].get("dim", [])),
-                           dt.get(v["dtype"], v["dtype"])) for k, v in d.items()]
-    return specs(sig["inputs"]), specs(sig["outputs"])
+                           DTYPES.get(v.get("dtype"), v.get("dtype", "float32"))) for k, v in d.items()]
+    return specs(sig["inputs"]), specs(sig.get("outputs", {}))
+
+
+def io_specs(folder: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Inputs and outputs of a TF.js graph model folder (the one with model.json)."""
+    return _signature(folder / "model.json")
+
+
+def input_spec(path: Path) -> tuple[tuple[int, ...], str]:
+    """(batch-1 shape, dtype) of the first input of a TF.js graph model folder."""
+    ins, _ = io_specs(path)
+    return batch1(ins[0].shape), ins[0].dtype
 
 
 def validate(artifact: Artifact, job: ExportJob) -> Parity:
-    return validate_in_browser(artifact, job, THRESHOLDS, _tf.layout_of(job))
+    return validate_in_browser(artifact, job, tf_route.layout_of(job))
 
 
-def _max_abs(rel: float | None, job: ExportJob) -> float | None:
-    return None if rel is None else rel * max(1.0, float(np.abs(job.reference).max()))
-
-
-def validate_in_browser(artifact: Artifact, job: ExportJob, thresholds: dict, layout: str) -> Parity:
+def validate_in_browser(artifact: Artifact, job: ExportJob, layout: str) -> Parity:
     """Model artifacts: every parity input through model.js in Chromium. Bundles: the page's own prediction."""
     if artifact.format == "web-bundle":
-        return _validate_page(artifact, job, thresholds)
+        return _validate_page(artifact, job)
     root = next(p for p in artifact.path.parents if (p / "model.js").exists())
-    outputs, info = bundle.run_inputs(root, _tf.to_layout(job.inputs, layout))
-    rel, top1 = thresholds[artifact.variant]
-    p = compare(outputs, job, max_abs=_max_abs(rel, job), min_top1=top1,
+    outputs, info = bundle.run_inputs(root, tf_route.to_layout(job.inputs, layout))
+    p = compare(outputs, job.reference, labels=job.labels, rule=rule(artifact.format, artifact.variant),
                 runtime=f"{info['runtime']} {info['backend']} in Chromium")
-    web = job.scratch.get("bundles", {}).get(root)
+    web = job.shared.bundles.get(root)
     if web is not None:  # the bundle's manifest carries its model's parity
         web.extra["model_variant"] = artifact.variant
         web.extra["model_parity"] = p.to_dict()
     return p
 
 
-def _validate_page(artifact: Artifact, job: ExportJob, thresholds: dict) -> Parity:
+def _validate_page(artifact: Artifact, job: ExportJob) -> Parity:
     """The bundle as a user gets it: index.html's prediction for example.json against PyTorch's."""
     import json
 
     got = bundle.page_result(artifact.path)
-    one = dataclasses.replace(job, inputs=job.inputs[:1], reference=job.reference[:1],
-                              labels=None if job.labels is None else job.labels[:1])
-    rel, _ = thresholds.get(artifact.extra.get("model_variant", "float32"), (None, 1.0))
-    p = compare(np.asarray(got["output"], dtype=np.float32)[None], one, max_abs=_max_abs(rel, job), min_top1=1.0,
+    model_format = "tfjs" if artifact.variant == "tfjs" else "onnx-web"
+    judged = page_rule(rule(model_format, artifact.extra.get("model_variant", "float32")))
+    p = compare(np.asarray(got["output"], dtype=np.float32)[None], job.reference[:1],
+                labels=None if job.labels is None else job.labels[:1], rule=judged, scale=job.reference,
                 runtime=f"{got['runtime']} {got['backend']} in Chromium (index.html)")
     page = {k: got.get(k) for k in ("top1", "expected_top1", "ms", "runtime", "backend", "crossOriginIsolated")}
     artifact.extra["page_check"] = page

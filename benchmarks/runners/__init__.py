@@ -2,21 +2,31 @@
 (benchmarks.worker); the browser runner drives pages in headless Chromium.
 
 A native runner module has:
-    FORMATS: tuple[str, ...]                     artifact formats it runs
     load(path, threads) -> session               session.run(x: np.ndarray) -> np.ndarray (first output)
     version() -> str
+The export targets' runners are declared where the target is (exporters.TARGETS: onnxruntime, litert);
+PyTorch's, the reference row, is here.
 """
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
 
-from compressor.registry import Registry
+import exporters
+from compressor.core.registry import Registry
 
-NATIVE: Registry[str] = Registry("runner")
-NATIVE.add("onnxruntime", "benchmarks.runners.ort")
-NATIVE.add("litert", "benchmarks.runners.litert")
-NATIVE.add("torch", "benchmarks.runners.torch_eager")
+
+def _native() -> Registry[str]:
+    reg: Registry[str] = Registry("runner")
+    for name in exporters.TARGETS:
+        t = exporters.TARGETS.get(name)
+        if t.runtime and t.runner:
+            reg.add(t.runtime, t.runner)
+    reg.add("torch", "benchmarks.runners.torch_eager")
+    return reg
+
+
+NATIVE = _native()
 
 
 def get(name: str) -> ModuleType:

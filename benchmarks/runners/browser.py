@@ -1,6 +1,6 @@
 """TF.js and onnxruntime-web in headless Debian Chromium (Playwright), one fresh page per measurement.
 
-Pages and runtimes are served from 127.0.0.1 by compressor.browser.serve (cross-origin isolated,
+Pages and runtimes are served from 127.0.0.1 by compressor.core.chromium.serve (cross-origin isolated,
 so wasm threads and the 5 us timer are available); nothing comes from a CDN. A device profile
 sets viewport, user agent, touch and scale; CDP Emulation.setCPUThrottlingRate is sent before
 the page loads, so the runtime's start-up is throttled too.
@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from ..files import artifact_files, onnx_external_data
+from compressor.core.files import artifact_files, onnx_external_data
+
 from ..harness import Bounds
-from ..targets import DEVICES, Setting
+from ..platforms import DEVICES, Setting
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 
@@ -96,7 +97,7 @@ def session() -> Iterator[Browser]:
     """Start the server (runtimes + page) and Chromium for one bench run."""
     from playwright.sync_api import sync_playwright
 
-    from compressor import browser as plumbing
+    from compressor.core import chromium as plumbing
 
     with tempfile.TemporaryDirectory(prefix="compress-bench-web-") as tmp:
         root = Path(tmp)

@@ -5,8 +5,6 @@ from pathlib import Path
 
 import numpy as np
 
-FORMATS = ("torchscript", "pt2")
-
 
 class Session:
     def __init__(self, path: str | Path, threads: int) -> None:

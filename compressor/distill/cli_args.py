@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ..errors import CompressError
+from ..core.errors import CompressError
 from .config import DistillConfig, parse_methods
 
 # flag dest -> DistillConfig field, for the flags that copy straight across

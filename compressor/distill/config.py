@@ -8,8 +8,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..errors import CompressError
-from ..registry import Registry, check_choice
+from ..core.errors import CompressError
+from ..core.registry import Registry, check_choice
 
 METHODS: Registry[str] = Registry("distillation method")
 METHODS.add("labels", "compressor.distill.methods:Labels")  # hard labels only: the supervised baseline

@@ -97,16 +97,12 @@ def wrap(module: torch.nn.Module) -> torch.nn.Module:
     return DDP(module)
 
 
-def run_worker(cfg: Any, steps: list[tuple[str, Callable]], console: Any = None) -> dict[str, Any]:
-    """What a non-zero rank runs instead of the pipeline: load, data and distillation, writing nothing."""
+def run_worker(s: Any, steps: list[tuple[str, Callable]]) -> dict[str, Any]:
+    """What a non-zero rank runs instead of the pipeline: the steps up to distillation on state `s` (the
+    pipeline's State), writing nothing."""
     import tempfile
     from pathlib import Path
 
-    from rich.console import Console
-
-    from ..pipeline import State
-
-    s = State(cfg, console or Console(stderr=True, quiet=True))
     with tempfile.TemporaryDirectory(prefix="compress-rank") as tmp:
         s.workdir = Path(tmp)
         for name, step in steps:

@@ -20,7 +20,7 @@ from rich.console import Console
 from torch import nn
 
 from .. import data as datasets
-from ..errors import CompressError
+from ..core.errors import CompressError
 from ..loading import LoadedModel, load_model, module_hash
 from . import distributed as dd
 from . import students, targets

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from ..errors import CompressError
+from ..core.errors import CompressError
 
 
 def layer_names(model: nn.Module) -> list[str]:

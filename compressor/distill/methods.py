@@ -78,7 +78,7 @@ def _regressor(s_shape: torch.Size, t_shape: torch.Size) -> nn.Module:
         return nn.Conv2d(s_shape[1], t_shape[1], 1, bias=False)
     if len(s_shape) == len(t_shape):
         return nn.Linear(s_shape[-1], t_shape[-1], bias=False)
-    from ..errors import CompressError
+    from ..core.errors import CompressError
 
     raise CompressError(f"hint layers have different ranks: student {tuple(s_shape)} vs teacher {tuple(t_shape)}; "
                         "pair layers of the same kind (conv with conv, linear with linear)")

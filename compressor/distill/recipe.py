@@ -18,7 +18,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from ..errors import CompressError
+from ..core.errors import CompressError
 from .config import DistillConfig
 
 

@@ -11,7 +11,7 @@ import copy
 import torch
 from torch import nn
 
-from ..errors import CompressError
+from ..core.errors import CompressError
 from ..loading import ExportedModule, LoadedModel, load_model
 
 

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CompressError
+from ..core.errors import CompressError
+from ..data import Dataset
 from . import distributed as dd
 from .config import DistillConfig
-from .methods import Batch, DistillModule
+from .methods import Batch, DistillModule, Labels, Setup
 
 TargetFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor | None, dict[str, torch.Tensor]]]
 
@@ -103,7 +104,7 @@ def shift(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 def _score(student: nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Validation accuracy and cross-entropy. A small validation split saturates (100% from an early epoch
     on), so among epochs of equal accuracy the lower loss is kept, not the first one."""
-    from ..train import predict
+    from ..evaluate import predict
 
     if not len(y):
         return float("nan"), float("nan")
@@ -116,7 +117,7 @@ def train(dm: DistillModule, data: TrainData, cfg: DistillConfig, targets: Targe
           checkpoints: Checkpoints | None = None, resume: bool = False, progress: Any = None,
           on_epoch: Callable[[int, float], None] | None = None) -> Result:
     """Train `dm.student` in place (best validation weights at the end) and return the history."""
-    from ..train import seed_everything
+    from ..evaluate import seed_everything
 
     gen = seed_everything(cfg.seed)
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -190,3 +191,22 @@ def train(dm: DistillModule, data: TrainData, cfg: DistillConfig, targets: Targe
         dm.student.load_state_dict(best_state)
     dm.student.eval()
     return res
+
+
+def fit(model: nn.Module, train_data: Dataset, val_data: Dataset, *, epochs: int = 20, lr: float = 3e-3,
+        batch: int = 64, seed: int = 0, on_epoch=None, augment: str = "none") -> nn.Module:
+    """Cross-entropy training with AdamW and a cosine schedule; keeps the best epoch on `val_data`.
+
+    The same loop as distillation (`train` above) with the "labels" method alone;
+    `augment` takes the same choices as DistillConfig.augment (e.g. "shift": random translations).
+    """
+
+    if train_data.y is None or val_data.y is None:
+        raise ValueError("fit needs labelled training and validation data")
+    cfg = DistillConfig(methods=("labels",), alpha=1.0, epochs=epochs, lr=lr, batch_size=batch, seed=seed,
+                        augment=augment)
+    example = torch.from_numpy(train_data.x[:1])
+    setup = Setup(cfg, None, model, example, len(train_data))
+    dm = DistillModule(model, {"labels": Labels(setup)}, cfg, labelled=True)
+    train(dm, TrainData(train_data.x, train_data.y, val_data.x, val_data.y), cfg, None, on_epoch=on_epoch)
+    return model.eval()

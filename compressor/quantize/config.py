@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import CompressError
-from ..registry import Registry, check_choice
+from ..core.errors import CompressError
+from ..core.registry import Registry, check_choice
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 # activation/weight integer types; "auto" reads the CPU's flags (see cpu.py)

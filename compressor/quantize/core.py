@@ -2,11 +2,13 @@
 
 Every result is an `Artifact` checked on the held-out split: accuracy, accuracy drop against
 the float model (percentage points), top-1 agreement with it, size, and for static int8 the
-budget trials. Parity is judged with exporters.base.compare; int8 and float16 variants on
-agreement (not absolute difference), since integer rounding moves logits by design.
+budget trials. Parity is judged by compressor.core.parity (its rule for the variant, with the
+config's agreement floor); int8 variants on agreement, not absolute difference, since integer
+rounding moves logits by design.
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable
@@ -16,15 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from exporters.base import Artifact, ExportJob, Parity, compare
-
+from ..core.artifact import Artifact
+from ..core.budget import AccuracyBudget, Measure, Outcome, Settings, Trial, default_stages, search
+from ..core.errors import CompressError
+from ..core.parity import Parity, compare, rule
 from ..data import Splits
-from ..errors import CompressError
 from . import cpu
-from .budget import Budget, Measure, Outcome, Settings, Trial, default_stages, search
-from .config import QAT, DynamicInt8, Fp16, QuantConfig, StaticInt8
-
-FP16_TOL = 1e-2  # relative to the reference's largest magnitude; float16 has ~3 significant digits
+from .config import CALIB_METHODS, QAT, DynamicInt8, Fp16, QuantConfig, StaticInt8
 
 
 @dataclass
@@ -38,28 +38,27 @@ class Quantized:
 class HeldOut:
     """The float model's outputs on the held-out split: what every quantized artifact is judged against."""
 
-    job: ExportJob  # inputs = held-out x, reference = float logits, labels = held-out y
+    inputs: np.ndarray  # the held-out split's inputs
+    reference: np.ndarray  # the float model's outputs on them
+    labels: np.ndarray | None  # their classes (None: unlabelled data)
 
     @property
     def reference_accuracy(self) -> float | None:
-        if self.job.labels is None:
+        if self.labels is None:
             return None
-        return float((self.job.reference.argmax(1) == self.job.labels).mean())
+        return float((self.reference.argmax(1) == self.labels).mean())
 
     def measure(self, outputs: np.ndarray) -> Measure:
         top = outputs.reshape(len(outputs), -1).argmax(1)
-        acc = None if self.job.labels is None else float((top == self.job.labels).mean())
-        return Measure(acc, float((top == self.job.reference.argmax(1)).mean()))
+        acc = None if self.labels is None else float((top == self.labels).mean())
+        return Measure(acc, float((top == self.reference.argmax(1)).mean()))
 
 
-def held_out(float_onnx: Path, splits: Splits, workdir: Path, reference: np.ndarray | None = None) -> HeldOut:
+def held_out(float_onnx: Path, splits: Splits, reference: np.ndarray | None = None) -> HeldOut:
     from exporters.onnx import run
 
     x = splits.test.x
-    ref = run(float_onnx, x) if reference is None else reference
-    job = ExportJob(model=None, example=None, inputs=x, reference=ref, calib=splits.train.x, workdir=workdir,
-                    labels=splits.test.y)
-    return HeldOut(job)
+    return HeldOut(x, run(float_onnx, x) if reference is None else reference, splits.test.y)
 
 
 def float_onnx_of(model_or_artifact: Any, workdir: Path) -> Path:
@@ -76,7 +75,7 @@ def float_onnx_of(model_or_artifact: Any, workdir: Path) -> Path:
         if p.suffix != ".onnx" or not p.is_file():
             raise CompressError(f"{p} is not an .onnx file; pass a float32 ONNX file or a torch module")
         return p
-    from exporters.onnx import optimize, to_onnx
+    from exporters.onnx import inline_weights, optimize, to_onnx
 
     lm = model_or_artifact if isinstance(model_or_artifact, LoadedModel) else None
     module = lm.module if lm else model_or_artifact
@@ -92,22 +91,21 @@ def float_onnx_of(model_or_artifact: Any, workdir: Path) -> Path:
     to_onnx(module.eval(), example, raw)
     optimize(raw, path)
     raw.unlink()
-    from .onnx import self_contained
-
-    self_contained(path)
+    inline_weights(path)
     return path
 
 
-def finish(path: Path, variant: str, ho: HeldOut, *, max_abs: float | None, min_top1: float, t0: float,
-           extra: dict[str, Any]) -> Artifact:
-    """The artifact with its parity (held-out split) and the manifest's per-artifact figures."""
+def finish(path: Path, variant: str, ho: HeldOut, *, min_top1: float, t0: float, extra: dict[str, Any]) -> Artifact:
+    """The artifact with its parity (held-out split: the variant's rule, with the config's agreement floor
+    `min_top1`) and the manifest's per-artifact figures."""
     import onnxruntime as ort
 
     from exporters.onnx import compact, io_specs, run
 
     compact(path)
     ins, outs = io_specs(path)
-    parity = compare(run(path, ho.job.inputs), ho.job, max_abs=max_abs, min_top1=min_top1,
+    judged = dataclasses.replace(rule("onnx", variant), min_top1=min_top1)
+    parity = compare(run(path, ho.inputs), ho.reference, labels=ho.labels, rule=judged,
                      runtime=f"onnxruntime {ort.__version__}")
     a = Artifact(path=path, format="onnx", variant=variant, inputs=ins, outputs=outs,
                  convert_seconds=time.perf_counter() - t0, parity=parity)
@@ -136,7 +134,7 @@ def scheme_for(cfg: StaticInt8) -> cpu.Int8Scheme:
 
 def static(src: Path, cfg: StaticInt8, splits: Splits, workdir: Path, ho: HeldOut,
            log: Callable[[str], None]) -> Quantized:
-    from . import onnx as q
+    from exporters.onnx import int8 as q
 
     t0 = time.perf_counter()
     scheme = scheme_for(cfg)
@@ -162,8 +160,8 @@ def static(src: Path, cfg: StaticInt8, splits: Splits, workdir: Path, ho: HeldOu
             ranked[key] = q.sensitivity(src, calib, sens_x, key, tries)
         return [n for n, _ in ranked[key]]
 
-    budget = Budget(cfg.max_accuracy_drop, cfg.min_agreement)
-    stages = default_stages(max_calib=len(calib), sensitivity=sensitivity,
+    budget = AccuracyBudget(cfg.max_accuracy_drop, cfg.min_agreement)
+    stages = default_stages(max_calib=len(calib), methods=CALIB_METHODS, sensitivity=sensitivity,
                             max_float_layers=cfg.max_float_layers) if cfg.fallback else []
     try:
         out: Outcome = search(initial, make, lambda p: ho.measure(_run(p, ho)), budget, ho.reference_accuracy,
@@ -180,7 +178,7 @@ def static(src: Path, cfg: StaticInt8, splits: Splits, workdir: Path, ho: HeldOu
             "trials": [t.to_dict() for t in out.trials], "ops": q.op_types(dst)}
     if ranked:
         info["sensitivity"] = [{"layer": n, "score": round(v, 6)} for n, v in next(iter(ranked.values()))]
-    a = finish(dst, tag, ho, max_abs=None, min_top1=cfg.min_agreement, t0=t0, extra={"quantization": info})
+    a = finish(dst, tag, ho, min_top1=cfg.min_agreement, t0=t0, extra={"quantization": info})
     if cfg.runtime == "web":
         a.extra["ort_web_check"] = web_check(dst, ho)
     return Quantized(a, out.trials, info)
@@ -191,13 +189,13 @@ def web_check(path: Path, ho: HeldOut, n: int = 64) -> dict[str, Any]:
 
     A model that does not load there is an error; a machine without node is recorded as unchecked.
     """
-    from . import onnx as q
+    from exporters.onnx import int8 as q
 
     if not shutil.which("node") or not (q.ORT_WEB_DIST / "ort.wasm.min.mjs").is_file():
         return {"checked": False, "why": "node or node_modules/onnxruntime-web missing (scripts/setup.sh --browser)"}
-    x = ho.job.inputs[:n]
+    x = ho.inputs[:n]
     web = q.run_in_ort_web(path, x)
-    cpu_out = _run(path, ho).reshape(len(ho.job.inputs), -1)[:n]
+    cpu_out = _run(path, ho).reshape(len(ho.inputs), -1)[:n]
     agree = float((web.argmax(1) == cpu_out.argmax(1)).mean())
     if agree < 0.99:
         path.unlink(missing_ok=True)
@@ -210,13 +208,13 @@ def web_check(path: Path, ho: HeldOut, n: int = 64) -> dict[str, Any]:
 def _run(path: Path, ho: HeldOut) -> np.ndarray:
     from exporters.onnx import run
 
-    return run(path, ho.job.inputs)
+    return run(path, ho.inputs)
 
 
-def judge_once(path: Path, t: Trial, m: Measure, ho: HeldOut, budget: Budget, *, what: str, fix: str) -> Trial:
+def judge_once(path: Path, t: Trial, m: Measure, ho: HeldOut, budget: AccuracyBudget, *, what: str, fix: str) -> Trial:
     """A method with no settings to fall back on: its one trial judged; over budget, `path` is deleted
     and the error shows the trial."""
-    from .budget import judge, table
+    from ..core.budget import judge, table
 
     t.accuracy, t.agreement = m.accuracy, m.agreement
     t.drop_points, t.ok = judge(m, ho.reference_accuracy, budget)
@@ -227,13 +225,12 @@ def judge_once(path: Path, t: Trial, m: Measure, ho: HeldOut, budget: Budget, *,
     return t
 
 
-def checked(path: Path, variant: str, budget: Budget, ho: HeldOut, t0: float, info: dict, *,
-            max_abs: float | None) -> Quantized:
+def checked(path: Path, variant: str, budget: AccuracyBudget, ho: HeldOut, t0: float, info: dict) -> Quantized:
     """One-shot methods (dynamic, fp16): no settings to fall back on, so the budget is checked once."""
     t = judge_once(path, Trial("initial", Settings(0, "-", False, variant)), ho.measure(_run(path, ho)), ho, budget,
                    what=f"onnx {variant}", fix="try --quantize int8 (with its fallbacks) or raise --max-accuracy-drop")
     info = {**info, "budget": asdict(budget)}
-    a = finish(path, variant, ho, max_abs=max_abs, min_top1=budget.min_agreement, t0=t0,
+    a = finish(path, variant, ho, min_top1=budget.min_agreement, t0=t0,
                extra={"quantization": info})
     return Quantized(a, [t], info)
 
@@ -247,7 +244,7 @@ def quantize(model_or_artifact: Any, config: QuantConfig, *, splits: Splits, wor
     split every figure is measured on). reference: the float model's logits on splits.test.x
     (default: the float ONNX's). teacher: QAT's distillation teacher (default: the model itself).
     """
-    from . import onnx as q
+    from exporters.onnx import int8 as q
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -260,7 +257,7 @@ def quantize(model_or_artifact: Any, config: QuantConfig, *, splits: Splits, wor
         raise CompressError(f"unknown quantization config {type(config).__name__}; use StaticInt8, "
                             "DynamicInt8, Fp16 or QAT")
     src = float_onnx_of(model_or_artifact, workdir)
-    ho = held_out(src, splits, workdir, reference)
+    ho = held_out(src, splits, reference)
     t0 = time.perf_counter()
     if isinstance(config, StaticInt8):
         return static(src, config, splits, workdir, ho, log)
@@ -269,9 +266,8 @@ def quantize(model_or_artifact: Any, config: QuantConfig, *, splits: Splits, wor
         dst = q.dynamic_int8(src, workdir / "model.dynamic-int8.onnx", per_channel=config.per_channel,
                              reduce_range=rr, op_types=config.op_types)
         info = {"method": "dynamic", "reduce_range": rr, "op_types": list(config.op_types), "ops": q.op_types(dst)}
-        return checked(dst, "dynamic-int8", Budget(config.max_accuracy_drop, config.min_agreement), ho, t0, info,
-                       max_abs=None)
+        return checked(dst, "dynamic-int8", AccuracyBudget(config.max_accuracy_drop, config.min_agreement), ho, t0,
+                       info)
     dst = q.float16(src, workdir / "model.float16.onnx", keep_io_types=config.keep_io_types)
-    tol = FP16_TOL * max(1.0, float(np.abs(ho.job.reference).max()))
-    return checked(dst, "float16", Budget(config.max_accuracy_drop, config.min_agreement), ho, t0,
-                   {"method": "float16", "keep_io_types": config.keep_io_types}, max_abs=tol)
+    return checked(dst, "float16", AccuracyBudget(config.max_accuracy_drop, config.min_agreement), ho, t0,
+                   {"method": "float16", "keep_io_types": config.keep_io_types})

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.budget import AccuracyBudget, Settings, Trial
+from ..core.errors import CompressError
 from ..data import Splits
-from ..errors import CompressError
-from .budget import Budget, Settings, Trial
 from .config import QAT
 
 
@@ -123,7 +123,7 @@ def finetune(student: nn.Module, teacher: nn.Module, cfg: QAT, splits: Splits,
              log: Callable[[str], None] = lambda _m: None) -> torch.fx.GraphModule:
     """The fake-quantized student after QAT with distillation (best validation epoch), in eval mode."""
     from ..distill.losses import hard_loss, kd_loss, soft_targets
-    from ..train import seed_everything
+    from ..evaluate import seed_everything
 
     quantizer, prepare, _convert, to_train, to_eval = _torchao()
     gen = seed_everything(cfg.seed)
@@ -179,7 +179,7 @@ def finetune(student: nn.Module, teacher: nn.Module, cfg: QAT, splits: Splits,
 
 def to_int8_onnx(gm: torch.fx.GraphModule, example: torch.Tensor, path: Path) -> dict[str, Any]:
     """convert_pt2e, then the dynamo exporter: a QDQ ONNX with int8 weights."""
-    from exporters.onnx import _opset_of, optimize
+    from exporters.onnx import opset_of, optimize
 
     _quantizer, _prepare, convert, _to_train, to_eval = _torchao()
     cm = convert(gm)
@@ -197,14 +197,16 @@ def to_int8_onnx(gm: torch.fx.GraphModule, example: torch.Tensor, path: Path) ->
                             f"{str(e).splitlines()[0] if str(e) else ''}); use --quantize int8 instead") from e
     optimize(raw, path)
     raw.unlink()
-    return {"exporter": "dynamo (torchao convert_pt2e)", "opset": _opset_of(path)}
+    return {"exporter": "dynamo (torchao convert_pt2e)", "opset": opset_of(path)}
 
 
 def qat(model: Any, cfg: QAT, *, splits: Splits, workdir: Path, teacher: Any = None,
         reference: np.ndarray | None = None, log: Callable[[str], None] = lambda _m: None):
     """QAT with distillation, exported to a QDQ int8 ONNX; returns a core.Quantized."""
+    from exporters.onnx import run
+    from exporters.onnx.int8 import op_types
+
     from .core import HeldOut, Quantized, finish, judge_once
-    from .onnx import op_types
 
     t0 = time.perf_counter()
     student = _module_of(model).eval()
@@ -213,17 +215,13 @@ def qat(model: Any, cfg: QAT, *, splits: Splits, workdir: Path, teacher: Any = N
     example = torch.from_numpy(splits.train.x[:1])
     dst = Path(workdir) / "model.qat-int8.onnx"
     how = to_int8_onnx(gm, example, dst)
-    from exporters.base import ExportJob
-
     ref = reference if reference is not None else _logits(student, splits.test.x)
-    ho = HeldOut(ExportJob(model=None, example=None, inputs=splits.test.x, reference=ref, calib=splits.train.x,
-                           workdir=Path(workdir), labels=splits.test.y))
-    from exporters.onnx import run
+    ho = HeldOut(splits.test.x, ref, splits.test.y)
 
     unlabelled_floor = 0.95 if splits.test.y is None else 0.0  # no labels: agreement is all we can judge
-    budget = Budget(cfg.max_accuracy_drop, max(cfg.min_agreement, unlabelled_floor))
+    budget = AccuracyBudget(cfg.max_accuracy_drop, max(cfg.min_agreement, unlabelled_floor))
     trial = judge_once(dst, Trial("qat", Settings(len(splits.train), "qat", True, "u8s8")),
-                       ho.measure(run(dst, ho.job.inputs)), ho, budget, what="QAT int8",
+                       ho.measure(run(dst, ho.inputs)), ho, budget, what="QAT int8",
                        fix="train longer (QAT epochs), raise --max-accuracy-drop, or use --quantize int8")
     info = {"method": "qat", "format": "QDQ", "quantizer": "torchao X86InductorQuantizer (is_qat=True)",
             "int8_scheme": {"scheme": "u8s8", "activations": "uint8", "weights": "int8 per-channel symmetric"},
@@ -232,7 +230,7 @@ def qat(model: Any, cfg: QAT, *, splits: Splits, workdir: Path, teacher: Any = N
                              else "the float model itself"},
             "epochs": cfg.epochs, "lr": cfg.lr, "budget": dataclasses.asdict(budget),
             **how, "ops": op_types(dst)}
-    a = finish(dst, "qat-int8", ho, max_abs=None, min_top1=budget.min_agreement, t0=t0,
+    a = finish(dst, "qat-int8", ho, min_top1=budget.min_agreement, t0=t0,
                extra={"quantization": info})
     a.opset = how["opset"]
     return Quantized(a, [trial], info)

@@ -1,7 +1,7 @@
 """Browser-ready bundles: a folder a web developer serves as it is, and the checks that run it in Chromium.
 
     <bundle>/model/            the model (TF.js graph model, or model.onnx)
-    <bundle>/runtime/          runtime files copied from node_modules (compressor.browser.copy_runtime)
+    <bundle>/runtime/          runtime files copied from node_modules (compressor.chromium.copy_runtime)
     <bundle>/model.js, .d.ts   ES module load()/predict() and its TypeScript declaration
     <bundle>/index.html        runs example.json and shows the prediction and the latency
     <bundle>/example.json      one held-out input and PyTorch's output for it
@@ -12,15 +12,15 @@ The parity checks load the model through the bundle's own model.js, so what ship
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from compressor import browser
-from compressor.errors import CompressError
+from compressor.core import chromium
+from compressor.core.errors import CompressError
+from compressor.core.files import file_rows
 
 TEMPLATES = Path(__file__).parent / "templates"
 RUNTIMES = {"tfjs": ("tfjs", "tfjs.js", "TensorFlow.js (wasm backend)"),
@@ -38,7 +38,7 @@ def write(dest: Path, *, runtime: str, meta: dict[str, Any], example: np.ndarray
           title: str, model_file: str) -> None:
     """Write everything but the model (already in dest/model/) into the bundle folder `dest`."""
     kind, loader, runtime_name = RUNTIMES[runtime]
-    browser.copy_runtime(kind, dest / "runtime")
+    chromium.copy_runtime(kind, dest / "runtime")
     # COMMON: what every loader shares, written into each model.js (a bundle's loader stays one file)
     values = {"META": json.dumps(meta), "COMMON": (TEMPLATES / "common.js").read_text(),
               "TITLE": title, "MODEL_FILE": model_file, "RUNTIME": runtime_name,
@@ -55,9 +55,7 @@ def write(dest: Path, *, runtime: str, meta: dict[str, Any], example: np.ndarray
 
 def stats(dest: Path) -> dict[str, Any]:
     """Size, gzip size (level 9, file by file, as a server would send them) and the file list."""
-    files = sorted(p for p in dest.rglob("*") if p.is_file())
-    rows = [{"path": str(p.relative_to(dest)), "bytes": p.stat().st_size,
-             "gzip_bytes": len(gzip.compress(p.read_bytes(), 9, mtime=0))} for p in files]
+    rows = file_rows(dest)
     return {"bundle_bytes": sum(r["bytes"] for r in rows), "bundle_gzip_bytes": sum(r["gzip_bytes"] for r in rows),
             "files": rows}
 
@@ -70,7 +68,7 @@ def write_manifest(dest: Path, facts: dict[str, Any]) -> dict[str, Any]:
 
 def _open(page: Any, url: str) -> list[str]:
     """Open the bundle's index.html and wait until its example run finished (or failed)."""
-    errors = browser.page_errors(page)
+    errors = chromium.page_errors(page)
     response = page.goto(url)
     if response is None or not response.ok:
         raise CompressError(f"{url} answered {response.status if response else 'nothing'}; is it a bundle folder?")
@@ -89,7 +87,7 @@ def _open(page: Any, url: str) -> list[str]:
 
 def page_result(bundle: Path) -> dict[str, Any]:
     """Serve the bundle on 127.0.0.1, open index.html in Chromium, return what the page computed."""
-    with browser.serve(bundle) as url, browser.chromium() as b:
+    with chromium.serve(bundle) as url, chromium.chromium() as b:
         page = b.new_page()
         _open(page, url + "index.html")
         return page.evaluate("window.result")
@@ -119,7 +117,7 @@ def run_inputs(bundle: Path, inputs: np.ndarray) -> tuple[np.ndarray, dict[str, 
     x = x.astype(np.float32) if np.issubdtype(x.dtype, np.floating) else x.astype(np.int32)
     dtype = "float32" if x.dtype == np.float32 else "int32"
     payload = base64.b64encode(np.ascontiguousarray(x).tobytes()).decode()
-    with browser.serve(bundle) as url, browser.chromium() as b:
+    with chromium.serve(bundle) as url, chromium.chromium() as b:
         page = b.new_page()
         errors = _open(page, url + "index.html")
         try:

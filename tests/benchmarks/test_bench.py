@@ -2,7 +2,7 @@ import numpy as np
 
 from benchmarks import bench
 from benchmarks.discover import canonical_shape, discover, to_layout
-from benchmarks.targets import TargetOptions, expand
+from benchmarks.platforms import PlatformOptions, expand
 
 
 def test_parity_rule_counts_only_matching_outputs():
@@ -21,11 +21,11 @@ def test_layout_conversion_to_nhwc():
 
 
 def test_targets_expand_to_named_settings():
-    names = [s.name for s in expand("all", TargetOptions(device="moto-g4"))]
+    names = [s.name for s in expand("all", PlatformOptions(device="moto-g4"))]
     assert "onnxruntime-1t" in names and "litert-1t" in names and "torch-1t" in names
     assert "tfjs-wasm@moto-g4x6" in names and any(n.startswith("litert-1core") for n in names)
     assert {"tfjs-wasm", "tfjs-webgl", "tfjs-cpu", "ort-web-wasm"} <= set(names)
-    assert "tfjs-wasm@pixel-7x2.5" in [s.name for s in expand("mobile", TargetOptions(cpu_throttle=2.5))]
+    assert "tfjs-wasm@pixel-7x2.5" in [s.name for s in expand("mobile", PlatformOptions(cpu_throttle=2.5))]
 
 
 def test_discover_reads_shapes(models):

@@ -5,7 +5,7 @@ import pytest
 from benchmarks import bench
 from benchmarks.discover import discover
 from benchmarks.harness import PRESETS
-from benchmarks.targets import TargetOptions
+from benchmarks.platforms import PlatformOptions
 
 from .conftest import tfjs_affine
 
@@ -19,7 +19,7 @@ def _rows(result, setting):
 def test_onnx_in_onnxruntime_web_matches_onnxruntime_cpu(models):
     items, _ = discover([models["base"]])
     opts = bench.BenchOptions(targets=("browser",), bounds=PRESETS["quick"], peak=False,
-                              target_options=TargetOptions(browser_backends=()))
+                              platform_options=PlatformOptions(browser_backends=()))
     (row,) = bench.run(items, opts)["rows"]
     assert row["setting"] == "ort-web-wasm" and row["counted"], row
     assert row["parity"]["passed"] and row["parity"]["max_abs_diff"] < 1e-4
@@ -31,7 +31,7 @@ def test_tfjs_backends_and_emulated_phone_match_cpu(tmp_path):
     w, b = rng.standard_normal((16, 10)).astype(np.float32), rng.standard_normal(10).astype(np.float32)
     items, _ = discover([tfjs_affine(tmp_path / "affine_tfjs", w, b)])
     opts = bench.BenchOptions(targets=("browser", "mobile"), bounds=PRESETS["quick"], peak=False,
-                              target_options=TargetOptions(browser_backends=("wasm", "cpu")))
+                              platform_options=PlatformOptions(browser_backends=("wasm", "cpu")))
     # TF.js against the same function computed on the CPU (numpy)
     res = bench.run(items, opts, reference=lambda x: x @ w + b)
     for setting, backend in (("tfjs-wasm", "wasm"), ("tfjs-cpu", "cpu"), ("tfjs-wasm@pixel-7x4", "wasm")):

@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks import gate
 from benchmarks.cli import main
-from compressor.errors import CompressError
+from compressor.core.errors import CompressError
 
 QUICK = ["--bounds", "quick", "--targets", "cpu"]
 # five fresh processes per row: the gate then tests per-process medians (the independent unit)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from benchmarks.harness import PRESETS, Bounds, Job, _loop, measure, run_isolated
-from compressor.errors import CompressError
+from compressor.core.errors import CompressError
 
 
 def test_loop_respects_min_runs_min_time_and_caps():

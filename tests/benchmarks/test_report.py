@@ -26,7 +26,7 @@ def test_report_files_hold_tables_and_plots(report_dir):
 
 @pytest.mark.browser
 def test_report_html_renders_in_chromium(report_dir):
-    from compressor.browser import chromium
+    from compressor.core.chromium import chromium
 
     with chromium() as b:
         page = b.new_page()

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from compressor import data
-from compressor.errors import CompressError
+from compressor.core.errors import CompressError
 
 
 def test_digits_are_real_images():

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from compressor.cli import config_from_args, run_parser
 from compressor.config import RunConfig, from_mapping
-from compressor.errors import CompressError
+from compressor.core.errors import CompressError
 from compressor.loading import load_model
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from compressor.errors import CompressError
+from compressor.core.errors import CompressError
 from compressor.loading import detect_format, from_module, load_model, parse_shape
 from compressor.models import DigitsMLP
 

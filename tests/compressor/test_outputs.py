@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from compressor.errors import CompressError
+from compressor.core.errors import CompressError
 from compressor.outputs import lock, staged
 
 

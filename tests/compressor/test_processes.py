@@ -9,7 +9,7 @@ import time
 import psutil
 import pytest
 
-from compressor.browser import chromium, serve
+from compressor.core.chromium import chromium, serve
 
 
 def _port_open(url: str) -> bool:
@@ -47,7 +47,7 @@ def test_no_browser_process_left_after_an_error(tmp_path):
 def test_ctrl_c_closes_chromium_and_server(tmp_path):
     code = textwrap.dedent(f"""
         import time, pathlib
-        from compressor.browser import chromium, serve
+        from compressor.core.chromium import chromium, serve
         root = pathlib.Path({str(tmp_path)!r})
         (root / "index.html").write_text("<p>hi</p>")
         with serve(root) as url, chromium() as b:

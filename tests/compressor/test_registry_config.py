@@ -3,8 +3,8 @@ import dataclasses
 import pytest
 
 from compressor.config import RunConfig, from_mapping
-from compressor.errors import CompressError
-from compressor.registry import Registry
+from compressor.core.errors import CompressError
+from compressor.core.registry import Registry
 
 
 def test_registry_lists_known_names():

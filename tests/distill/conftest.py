@@ -23,7 +23,7 @@ def small_splits(splits) -> datasets.Splits:
 
 
 def _trained(width: int, seed: int, splits) -> torch.nn.Module:
-    from compressor.train import fit
+    from compressor.distill.trainer import fit
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -3,10 +3,10 @@ import argparse
 import pytest
 
 from compressor.config import RunConfig, from_mapping
+from compressor.core.errors import CompressError
 from compressor.distill import recipe
 from compressor.distill.cli_args import add_arguments, from_args
 from compressor.distill.config import DistillConfig, parse_methods
-from compressor.errors import CompressError
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -3,11 +3,11 @@ import pytest
 import torch
 
 from compressor import data as datasets
+from compressor.core.errors import CompressError
 from compressor.distill import targets
 from compressor.distill.engine import distill
 from compressor.distill.students import count_params
-from compressor.errors import CompressError
-from compressor.train import accuracy
+from compressor.evaluate import accuracy
 
 
 def run(teacher, splits, cfg, **kw):

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from compressor.core.errors import CompressError
 from compressor.distill import students
 from compressor.distill.features import find_layer, probe, tap
-from compressor.errors import CompressError
 from compressor.loading import load_model
 from compressor.models import DigitsCNN, DigitsMLP, ResidualCNN
 

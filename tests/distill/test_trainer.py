@@ -49,7 +49,7 @@ def test_resume_after_interruption_equals_uninterrupted(tiny_teacher, small_spli
 
 
 def test_checkpoint_of_other_options_is_refused(tiny_teacher, small_splits, tmp_path):
-    from compressor.errors import CompressError
+    from compressor.core.errors import CompressError
 
     cfg = DistillConfig(epochs=1)
     dm, data, tfn = make(cfg, small_splits, tiny_teacher.module)

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from compressor import browser, models
+from compressor import models
+from compressor.core import chromium
+from compressor.core.artifact import require_parity
 from exporters import bundle, onnx_web
-from exporters.base import ExportJob, ExportOptions, require_parity
+from exporters.base import ExportJob, ExportOptions
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -40,7 +42,7 @@ def test_served_bundle_page_shows_pytorchs_prediction(made):
     web = arts["web-bundle:ort"]
     assert web.path == job.workdir / "site"
     requested = []
-    with browser.serve(web.path) as url, browser.chromium() as b:
+    with chromium.serve(web.path) as url, chromium.chromium() as b:
         page = b.new_page()
         page.on("request", lambda r: requested.append(r.url))
         page.goto(url + "index.html")
@@ -75,7 +77,7 @@ def test_bundle_contents_and_manifest(made):
 def test_run_inputs_reports_a_broken_model(made, tmp_path):
     import shutil
 
-    from compressor.errors import CompressError
+    from compressor.core.errors import CompressError
 
     job, arts = made
     broken = tmp_path / "broken"

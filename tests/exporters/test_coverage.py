@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from compressor import models
-from compressor.errors import CompressError
+from compressor.core.artifact import require_parity
+from compressor.core.errors import CompressError
 from exporters import onnx as onnx_exporter
 from exporters import tfjs, tflite
-from exporters.base import ExportJob, ExportOptions, require_parity
+from exporters.base import ExportJob, ExportOptions
 
 pytestmark = [pytest.mark.slow, pytest.mark.tflite]
 
@@ -46,7 +47,6 @@ def converted(request, tmp_path_factory):
     for exporter in (onnx_exporter, tflite, tfjs):
         for a in exporter.export(job):
             made[a.name] = (exporter, a)
-            job.artifacts[a.name] = a
     return request.param, job, made
 
 

@@ -3,9 +3,10 @@ import onnx
 import pytest
 import torch
 
-from compressor.errors import CompressError
+from compressor.core.artifact import require_parity
+from compressor.core.errors import CompressError
 from exporters import onnx as onnx_exporter
-from exporters.base import ExportJob, require_parity
+from exporters.base import ExportJob
 
 
 def _job(model, tmp_path, example_shape=(1, 1, 8, 8)):

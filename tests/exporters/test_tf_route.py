@@ -7,8 +7,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from compressor.errors import CompressError
-from exporters import _tf, tfjs
+from compressor.core.errors import CompressError
+from exporters import tf_route, tfjs
 from exporters.base import ExportOptions
 
 
@@ -19,27 +19,27 @@ def op(name, inputs, outputs):
 def test_transpose_between_convs_is_counted_but_io_transposes_are_not():
     io_only = [op("TRANSPOSE", [0], [1]), op("CONV_2D", [1], [2]), op("CONV_2D", [2], [3]), op("MEAN", [3], [4]),
                op("TRANSPOSE", [4], [5]), op("FULLY_CONNECTED", [5], [6])]
-    assert _tf.transpose_stats(io_only) == {"transpose_ops": 2, "transposes_between_convs": 0}
+    assert tf_route.transpose_stats(io_only) == {"transpose_ops": 2, "transposes_between_convs": 0}
     ping_pong = [op("CONV_2D", [0], [1]), op("TRANSPOSE", [1], [2]), op("RELU", [2], [3]),
                  op("TRANSPOSE", [3], [4]), op("DEPTHWISE_CONV_2D", [4], [5])]
-    assert _tf.transpose_stats(ping_pong) == {"transpose_ops": 2, "transposes_between_convs": 2}
+    assert tf_route.transpose_stats(ping_pong) == {"transpose_ops": 2, "transposes_between_convs": 2}
 
 
 def test_onnx2tf_keeps_nchw_only_for_image_inputs():
-    cmd = _tf.onnx2tf_command("m.onnx", "out", input_name="input", shape=(1, 3, 16, 16), layout="nchw")
+    cmd = tf_route.onnx2tf_command("m.onnx", "out", input_name="input", shape=(1, 3, 16, 16), layout="nchw")
     assert cmd[cmd.index("-k") + 1] == "input" and "input:1,3,16,16" in cmd and "Erf" in cmd
-    assert "-k" not in _tf.onnx2tf_command("m.onnx", "out", input_name="input", shape=(1, 3, 16, 16), layout="nhwc")
+    assert "-k" not in tf_route.onnx2tf_command("m.onnx", "out", input_name="input", shape=(1, 3, 16, 16), layout="nhwc")
     # onnx2tf refuses -k on 2-D inputs (token ids)
-    assert "-k" not in _tf.onnx2tf_command("m.onnx", "out", input_name="input", shape=(1, 16), layout="nchw")
+    assert "-k" not in tf_route.onnx2tf_command("m.onnx", "out", input_name="input", shape=(1, 16), layout="nchw")
 
 
 def test_to_layout_moves_channels_of_float_images_only():
     x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
-    assert _tf.to_layout(x, "nhwc").shape == (2, 4, 5, 3)
-    assert _tf.to_layout(x, "nhwc")[1, 2, 3, 1] == x[1, 1, 2, 3]
-    assert _tf.to_layout(x, "nchw") is x
+    assert tf_route.to_layout(x, "nhwc").shape == (2, 4, 5, 3)
+    assert tf_route.to_layout(x, "nhwc")[1, 2, 3, 1] == x[1, 1, 2, 3]
+    assert tf_route.to_layout(x, "nchw") is x
     tokens = np.zeros((2, 16), dtype=np.int64)
-    assert _tf.to_layout(tokens, "nhwc") is tokens
+    assert tf_route.to_layout(tokens, "nhwc") is tokens
 
 
 def test_tfjs_quantization_flags_carry_their_value():
@@ -66,9 +66,9 @@ def small_onnx(path, op_type="Relu", domain=""):
 
 
 def test_unsupported_onnx_operator_names_operator_and_layer(tmp_path):
-    _tf.check_supported(small_onnx(tmp_path / "ok.onnx"))
+    tf_route.check_supported(small_onnx(tmp_path / "ok.onnx"))
     with pytest.raises(CompressError, match=r"operator MyOp .*layer 'block.1'"):
-        _tf.check_supported(small_onnx(tmp_path / "bad.onnx", "MyOp", domain="custom"))
+        tf_route.check_supported(small_onnx(tmp_path / "bad.onnx", "MyOp", domain="custom"))
 
 
 def test_converter_log_is_turned_into_one_line_naming_the_layer(tmp_path):
@@ -76,7 +76,7 @@ def test_converter_log_is_turned_into_one_line_naming_the_layer(tmp_path):
     log = ("\x1b[31mERROR:\x1b[0m The trace log is below.\nTraceback (most recent call last):\n"
            "ValueError: Cannot convert a partially known TensorShape\n"
            "\x1b[31mERROR:\x1b[0m onnx_op_name: /block/block.1/Relu\n")
-    err = _tf.conversion_error("onnx2tf", path, log)
+    err = tf_route.conversion_error("onnx2tf", path, log)
     assert "operator Relu" in str(err) and "'block.1'" in str(err) and "ValueError" in str(err)
     assert "\n" not in str(err)
 

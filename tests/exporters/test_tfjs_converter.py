@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from compressor.errors import CompressError
+from compressor.core.errors import CompressError
 from exporters import tfjs
 
 pytestmark = [pytest.mark.slow, pytest.mark.tflite]

@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 
 from compressor import data, demo
-from compressor.train import predict
+from compressor.evaluate import predict
 from exporters import tflite
 from exporters.base import ExportJob, ExportOptions
 

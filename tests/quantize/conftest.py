@@ -30,6 +30,6 @@ def float_onnx(teacher, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def reference(teacher, splits) -> np.ndarray:
-    from compressor.train import predict
+    from compressor.evaluate import predict
 
     return predict(teacher.module, splits.test.x)

@@ -3,27 +3,28 @@ from __future__ import annotations
 
 import pytest
 
-from compressor.errors import CompressError
-from compressor.quantize.budget import Budget, Measure, Settings, default_stages, judge, search
+from compressor.core.budget import AccuracyBudget, Measure, Settings, default_stages, judge, search
+from compressor.core.errors import CompressError
+from compressor.quantize.config import CALIB_METHODS
 
 REF = 0.95  # float model accuracy
 START = Settings(calib_samples=50)
-BUDGET = Budget(1.0, 0.99)
+BUDGET = AccuracyBudget(1.0, 0.99)
 
 
 def run(score, initial=START, budget=BUDGET, max_float_layers=2):
     """search() where `score(settings) -> (accuracy, agreement)`; sensitivity ranks layers c, a, b."""
-    stages = default_stages(max_calib=1000, sensitivity=lambda s: ["c", "a", "b"],
+    stages = default_stages(max_calib=1000, methods=CALIB_METHODS, sensitivity=lambda s: ["c", "a", "b"],
                             max_float_layers=max_float_layers)
     return search(initial, make=lambda s: s, evaluate=lambda s: Measure(*score(s)), budget=budget,
                   reference_accuracy=REF, stages=stages)
 
 
 def test_judge_counts_points_and_agreement():
-    assert judge(Measure(0.94, 0.995), REF, Budget(1.0, 0.99)) == (1.0, True)
-    assert judge(Measure(0.93, 0.995), REF, Budget(1.0, 0.99))[1] is False
-    assert judge(Measure(0.95, 0.98), REF, Budget(1.0, 0.99))[1] is False
-    assert judge(Measure(None, 0.995), None, Budget(0.0, 0.99)) == (None, True)  # unlabelled: agreement only
+    assert judge(Measure(0.94, 0.995), REF, AccuracyBudget(1.0, 0.99)) == (1.0, True)
+    assert judge(Measure(0.93, 0.995), REF, AccuracyBudget(1.0, 0.99))[1] is False
+    assert judge(Measure(0.95, 0.98), REF, AccuracyBudget(1.0, 0.99))[1] is False
+    assert judge(Measure(None, 0.995), None, AccuracyBudget(0.0, 0.99)) == (None, True)  # unlabelled: agreement only
 
 
 def test_first_settings_within_budget_are_kept():

@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from compressor.errors import CompressError
+from compressor.core.errors import CompressError
 from compressor.quantize import QAT, DynamicInt8, Fp16, StaticInt8, from_name
 
 

@@ -7,10 +7,11 @@ import numpy as np
 import onnx
 import pytest
 
+from compressor.core.errors import CompressError
+from compressor.core.files import sizes
 from compressor.data import Dataset, Splits
-from compressor.errors import CompressError
 from compressor.quantize import DynamicInt8, Fp16, StaticInt8, quantize
-from compressor.quantize.onnx import onnx_size, op_types
+from exporters.onnx.int8 import op_types
 
 INTEGER_OPS = {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
 
@@ -30,7 +31,7 @@ def test_static_int8_meets_the_budget_on_the_demo_teacher(float_onnx, splits, re
     assert a.extra["accuracy_drop_points"] == p.accuracy_drop_points and a.extra["accuracy"] == p.accuracy
     assert {"QuantizeLinear", "DequantizeLinear"} <= set(op_types(a.path)) and not INTEGER_OPS & set(op_types(a.path))
     assert weight_types(a.path) == {onnx.TensorProto.INT8}  # u8s8: int8 weights, per channel
-    assert a.path.stat().st_size <= 0.30 * onnx_size(float_onnx)  # 65k parameters
+    assert a.path.stat().st_size <= 0.30 * sizes(float_onnx)["size_bytes"]  # 65k parameters
     info = a.extra["quantization"]
     assert info["int8_scheme"]["reason"] and info["chosen_by"] == "initial" and not info["fell_back"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.int8.onnx"]  # no trial files left
@@ -92,7 +93,7 @@ def test_fp16(float_onnx, splits, reference, tmp_path):
     assert a.variant == "float16" and a.parity.passed and a.parity.max_abs_threshold is not None
     assert a.parity.top1_agreement >= 0.99 and a.inputs[0].dtype == "float32"  # keep_io_types
     assert onnx.TensorProto.FLOAT16 in weight_types(a.path)
-    assert a.path.stat().st_size < 0.6 * onnx_size(float_onnx)
+    assert a.path.stat().st_size < 0.6 * sizes(float_onnx)["size_bytes"]
 
 
 def test_dynamic_int8(float_onnx, splits, reference, tmp_path):
@@ -108,7 +109,7 @@ def test_a_torch_module_is_exported_first(teacher, splits, tmp_path):
 
 
 def test_wrong_inputs_are_errors(splits, tmp_path):
-    from exporters.base import Artifact
+    from compressor.core.artifact import Artifact
 
     with pytest.raises(CompressError, match="needs the float32 ONNX artifact"):
         quantize(Artifact(tmp_path / "m.tflite", "tflite", "float32"), StaticInt8(), splits=splits,
@@ -132,8 +133,8 @@ def test_browser_safe_variant(float_onnx, splits, reference, tmp_path):
 @pytest.mark.browser
 def test_int8_runs_in_onnxruntime_web(float_onnx, splits, reference, tmp_path):
     """The same QDQ file in onnxruntime-web's wasm kernels gives ONNX Runtime CPU's outputs."""
-    from compressor.quantize.onnx import run_in_ort_web
     from exporters.onnx import run
+    from exporters.onnx.int8 import run_in_ort_web
 
     q = quantize(float_onnx, StaticInt8(runtime="web"), splits=splits, workdir=tmp_path, reference=reference)
     x = splits.test.x[:32]

@@ -1,4 +1,4 @@
-"""compressor.quantize.onnx helpers: the float copy of a QDQ model (what onnx2tf reads for QAT -> TFLite)."""
+"""exporters.onnx.int8 helpers: the float copy of a QDQ model (what onnx2tf reads for QAT -> TFLite)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,9 +6,9 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from compressor.errors import CompressError
+from compressor.core.errors import CompressError
 from compressor.quantize import StaticInt8, quantize
-from compressor.quantize.onnx import dequantized, op_types
+from exporters.onnx.int8 import dequantized, op_types
 
 
 @pytest.fixture(scope="module")

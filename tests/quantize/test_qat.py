@@ -4,9 +4,9 @@ from __future__ import annotations
 import onnx
 import pytest
 
-from compressor.errors import CompressError
+from compressor.core.errors import CompressError
 from compressor.quantize import QAT, StaticInt8, quantize
-from compressor.quantize.onnx import op_types
+from exporters.onnx.int8 import op_types
 
 pytest.importorskip("torchao")
 
@@ -22,8 +22,9 @@ def small(splits):
 
 @pytest.fixture(scope="module")
 def student(small):
+    from compressor.distill.trainer import fit
+    from compressor.evaluate import seed_everything
     from compressor.models import DigitsCNN
-    from compressor.train import fit, seed_everything
 
     seed_everything(0)  # the initial weights too, not only fit's batches
     return fit(DigitsCNN(width=8), small.train, small.val, epochs=25, seed=0)
@@ -31,7 +32,7 @@ def student(small):
 
 @pytest.fixture(scope="module")
 def reference(student, small):
-    from compressor.train import predict
+    from compressor.evaluate import predict
 
     return predict(student, small.test.x)
 
@@ -73,7 +74,7 @@ def test_qat_weights_sit_on_the_runtimes_int8_grid(qat):
 @pytest.mark.slow
 @pytest.mark.tflite
 def test_qat_to_tflite_int8_keeps_the_qat_model(qat, small, reference, tmp_path):
-    from compressor.quantize.tflite import from_qat
+    from compressor.quantize.qat_tflite import from_qat
 
     a = from_qat(qat.path, small, tmp_path, example_shape=(1, 1, 8, 8), layout="nhwc", reference=reference,
                  max_accuracy_drop=1.0)

@@ -1,17 +1,17 @@
-"""The accuracy budget reused for TFLite int8 (exporters/tflite.py's converter, LiteRT interpreter)."""
+"""The accuracy budget reused for TFLite int8 (exporters/tflite's converter, LiteRT interpreter)."""
 from __future__ import annotations
 
 import pytest
 
-from compressor.errors import CompressError
-from compressor.quantize.budget import Budget
+from compressor.core.budget import AccuracyBudget
+from compressor.core.errors import CompressError
 
 pytestmark = [pytest.mark.tflite, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def job(teacher, splits, tmp_path_factory):
-    from compressor.train import predict
+    from compressor.evaluate import predict
     from exporters.base import ExportJob
 
     x = splits.test.x[:120]
@@ -21,26 +21,26 @@ def job(teacher, splits, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def saved_model(job):
-    from exporters import _tf
+    from exporters import tf_route
 
-    return _tf.saved_model(job)
+    return tf_route.saved_model(job)
 
 
 def test_int8_within_budget_first_try(job, saved_model, splits, tmp_path):
-    from compressor.quantize.tflite import int8_within_budget
+    from exporters.tflite.int8 import int8_within_budget
 
-    out = int8_within_budget(job, saved_model, splits.train.x, Budget(1.0, 0.99), workdir=tmp_path)
+    out = int8_within_budget(job, saved_model, splits.train.x, AccuracyBudget(1.0, 0.99), workdir=tmp_path)
     assert out.artifact.suffix == ".tflite" and out.chosen.ok
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.artifact.name]
 
 
 def test_dim_calibration_falls_back_to_more_samples_or_fails_with_the_table(job, saved_model, splits, tmp_path):
-    from compressor.quantize.tflite import int8_within_budget
+    from exporters.tflite.int8 import int8_within_budget
 
     pool = splits.train.x.copy()
     pool[:4] *= 0.05  # the first samples are unrepresentative: ranges far too narrow
     try:
-        out = int8_within_budget(job, saved_model, pool, Budget(0.0, 0.99), workdir=tmp_path)
+        out = int8_within_budget(job, saved_model, pool, AccuracyBudget(0.0, 0.99), workdir=tmp_path)
     except CompressError as e:
         assert "tried:" in str(e) and "more calibration samples" in str(e)
         assert not list(tmp_path.glob("*.tflite"))
@@ -50,10 +50,10 @@ def test_dim_calibration_falls_back_to_more_samples_or_fails_with_the_table(job,
 
 
 def test_every_fallback_is_tried_before_the_budget_fails(job, saved_model, splits, tmp_path):
-    from compressor.quantize.tflite import int8_within_budget
+    from exporters.tflite.int8 import int8_within_budget
 
     with pytest.raises(CompressError) as e:  # a drop <= -1 point cannot be met: every stage runs
-        int8_within_budget(job, saved_model, splits.train.x[:16], Budget(-1.0, 1.0), workdir=tmp_path,
+        int8_within_budget(job, saved_model, splits.train.x[:16], AccuracyBudget(-1.0, 1.0), workdir=tmp_path,
                            max_float_layers=2)
     text = str(e.value)
     for step in ("initial", "more calibration samples", "per-tensor", "sensitive layers in float",
@@ -66,8 +66,8 @@ def test_sensitive_layers_are_ranked_and_kept_in_float(job, saved_model, tmp_pat
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
-    from compressor.quantize.budget import Settings
-    from compressor.quantize.tflite import layer_errors, selective
+    from compressor.core.budget import Settings
+    from exporters.tflite.int8 import layer_errors, selective
 
     s = Settings(4, "minmax", True, "s8s8")
     ranked = layer_errors(saved_model, job, s)

@@ -1,0 +1,177 @@
+"""Headless-browser plumbing shared by the TF.js/ORT-web parity checks, bundles and browser benchmarks.
+
+    serve(root)          a local HTTP server for a folder (127.0.0.1, free port, COOP/COEP headers)
+    chromium()           Debian's chromium driven by Playwright (never a downloaded browser)
+    copy_runtime(kind)   the browser runtime files a page needs, copied from the pinned npm packages
+
+Nothing here touches the network beyond 127.0.0.1: runtimes come from node_modules, not a CDN.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .errors import CompressError
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: compressor/core/chromium.py
+NODE_MODULES = ROOT / "node_modules"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
+
+# Runtime files per kind, relative to node_modules. TF.js: the UMD builds plus every wasm variant the
+# backend may pick (plain, SIMD, threaded SIMD). ORT: the wasm-only build, not ort.min.js, whose
+# all-backend build pulls a 28 MB JSEP wasm and was slower (docs/exporters.md).
+RUNTIMES: dict[str, tuple[str, ...]] = {
+    "tfjs": (
+        "@tensorflow/tfjs/dist/tf.min.js",
+        "@tensorflow/tfjs-backend-wasm/dist/tf-backend-wasm.min.js",
+        "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm",
+        "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm",
+        "@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm",
+    ),
+    "ort": (
+        "onnxruntime-web/dist/ort.wasm.min.js",
+        "onnxruntime-web/dist/ort-wasm-simd-threaded.mjs",
+        "onnxruntime-web/dist/ort-wasm-simd-threaded.wasm",
+    ),
+}
+
+MIME = {".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript",
+        ".json": "application/json", ".bin": "application/octet-stream", ".html": "text/html",
+        ".onnx": "application/octet-stream", ".tflite": "application/octet-stream", ".ts": "text/plain"}
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    isolated = True
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **MIME}  # noqa: RUF012
+
+    def end_headers(self) -> None:
+        if self.isolated:
+            # Cross-origin isolation: SharedArrayBuffer (wasm threads) and a 5 us timer.
+            self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+            self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+            self.send_header("Cross-Origin-Resource-Policy", "same-origin")
+        self.send_header("Cache-Control", "no-store")
+        super().end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: a page load is dozens of requests
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # the browser closed early (page navigated away or browser shut down)
+
+
+@contextlib.contextmanager
+def _sigint_to_main_thread() -> Iterator[None]:
+    """Threads started inside inherit a signal mask without SIGINT, so Ctrl-C reaches the main thread.
+
+    Python runs signal handlers in the main thread only; a SIGINT the kernel hands to a helper
+    thread (the server's, asyncio's waitpid watcher) does not wake a main thread blocked in a sleep
+    or a select, and Ctrl-C was seen to do nothing for the rest of that wait.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextlib.contextmanager
+def serve(root: Path, *, isolated: bool = True) -> Iterator[str]:
+    """Serve folder `root` on 127.0.0.1 (a free port); yields the base URL ending in '/'."""
+    root = Path(root).resolve()  # the handler resolves paths per request: never relative to a later cwd
+    if not root.is_dir():
+        raise CompressError(f"cannot serve {root}: not a folder")
+    handler = type("Handler", (_Handler,), {"isolated": isolated})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(root)))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="compress-serve", daemon=True)
+    with _sigint_to_main_thread():
+        thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def chromium(*, headless: bool = True) -> Iterator[Any]:
+    """Debian's chromium under Playwright (sync API); yields a playwright Browser, always closed.
+
+    Playwright's launch() gives every browser a fresh temporary profile (user-data-dir) and
+    removes it on close, so no state leaks between runs.
+    """
+    if not CHROMIUM.exists():
+        raise CompressError(f"{CHROMIUM} not found; run `make setup` (installs Debian's chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise CompressError("playwright is not installed; run `make setup`") from None
+    import psutil
+
+    flags = [f for f in CHROMIUM_FLAGS if headless or f != "--headless"]
+    before = {c.pid for c in psutil.Process().children(recursive=True)}
+    with contextlib.ExitStack() as stack:
+        with _sigint_to_main_thread():  # the driver's waitpid thread is started here
+            p = stack.enter_context(sync_playwright())
+        try:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=headless, args=flags)
+        except Exception as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CompressError(f"could not start {CHROMIUM} ({first}); run `make setup`") from e
+        ours = [c for c in psutil.Process().children(recursive=True) if c.pid not in before]
+        try:
+            yield browser
+        except KeyboardInterrupt:
+            # after an interrupt a graceful close can hang (playwright-python #1150): end the driver
+            # and the browser processes this launch started, directly
+            for c in ours:
+                with contextlib.suppress(psutil.Error):
+                    c.kill()
+            psutil.wait_procs(ours, timeout=5)
+            raise
+        except BaseException:
+            browser.close()
+            raise
+        else:
+            browser.close()
+
+
+def copy_runtime(kind: str, dest: Path) -> list[Path]:
+    """Copy the runtime files of `kind` ('tfjs' or 'ort') into folder `dest`; returns the copies."""
+    from .registry import check_choice
+
+    check_choice("browser runtime", kind, tuple(RUNTIMES))
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for rel in RUNTIMES[kind]:
+        src = NODE_MODULES / rel
+        if not src.is_file():
+            raise CompressError(f"browser runtime file {src} is missing; run `make setup` (npm ci)")
+        out.append(Path(shutil.copy2(src, dest / src.name)))
+    return out
+
+
+def page_errors(page: Any) -> list[str]:
+    """Collect console errors and uncaught exceptions of a Playwright page (for error messages)."""
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    return errors

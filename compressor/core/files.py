@@ -1,0 +1,61 @@
+"""The files that make up an artifact, their sizes (raw and gzip, as a web server sends them) and digest."""
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+from typing import Any
+
+
+def onnx_external_data(path: Path) -> list[Path]:
+    """Sibling files an ONNX model keeps its weights in (the dynamo exporter writes `*.onnx.data`)."""
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    locs = {e.value for t in m.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
+            for e in t.external_data if e.key == "location"}
+    return [path.parent / loc for loc in sorted(locs)]
+
+
+def artifact_files(path: Path, fmt: str = "") -> list[Path]:
+    """Every file needed to load the artifact at `path` (a file or a folder), in sorted order."""
+    path = Path(path)
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    files = [path]
+    if fmt == "onnx" or path.suffix == ".onnx":
+        files += [p for p in onnx_external_data(path) if p.is_file()]
+    return files
+
+
+def gzip_size(data: bytes) -> int:
+    """Bytes after gzip -9, as a server with gzip would send them."""
+    return len(gzip.compress(data, compresslevel=9, mtime=0))
+
+
+def file_rows(folder: Path) -> list[dict[str, Any]]:
+    """Each file of a folder: relative path, bytes, gzip bytes."""
+    return [{"path": str(p.relative_to(folder)), "bytes": p.stat().st_size, "gzip_bytes": gzip_size(p.read_bytes())}
+            for p in artifact_files(folder)]
+
+
+def sizes(path: Path, fmt: str = "") -> dict[str, int]:
+    """Raw bytes and gzip -9 bytes (per file, summed: what a server with gzip sends)."""
+    raw = gz = 0
+    for f in artifact_files(path, fmt):
+        data = f.read_bytes()
+        raw += len(data)
+        gz += gzip_size(data)
+    return {"size_bytes": raw, "gzip_bytes": gz}
+
+
+def digest(path: Path) -> tuple[int, str]:
+    """(size, sha256) of a file, or of a folder's files in sorted order (their relative names included)."""
+    h, size = hashlib.sha256(), 0
+    for f in artifact_files(path) if path.is_dir() else [path]:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode())
+        data = f.read_bytes()
+        h.update(data)
+        size += len(data)
+    return size, h.hexdigest()

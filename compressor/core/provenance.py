@@ -1,0 +1,34 @@
+"""Where a result comes from: tool versions and the project's commit (manifests, bench.json)."""
+from __future__ import annotations
+
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+TOOLS = ("torch", "numpy", "onnx", "onnxruntime", "onnxscript", "tensorflow", "ai-edge-litert", "onnx2tf",
+         "torch-pruning", "edge-compress")
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: compressor/core/provenance.py
+
+
+def tool_versions(names: tuple[str, ...] = TOOLS) -> dict[str, str]:
+    """Python's version and each installed package's (packages not installed are left out)."""
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def commit() -> str:
+    """The project's git commit (with -dirty when the tree has changes), or 'unknown' outside a checkout."""
+    try:
+        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5, check=False).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

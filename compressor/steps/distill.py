@@ -1,0 +1,68 @@
+"""The "distill" step: train the student (compressor.distill), make it the model to export, report both."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.table import Table
+
+from ..distill import distributed as dd
+from ..distill import students
+from ..loading import from_module, save_torchscript
+from .state import State
+
+
+def distill(s: State) -> None:
+    """Teacher(s) -> student when cfg.distill is set: reads s.cfg/teacher/splits, sets s.model to the student
+    (what is exported) and writes the teacher, student and distillation sections of the manifest."""
+    cfg = s.cfg.distill
+    if cfg is None:
+        return
+    from ..distill.engine import distill as train_student
+    from ..evaluate import accuracy
+
+    teacher = s.teacher
+    out = train_student(teacher, s.splits, cfg, arch=s.cfg.arch, trust_model=s.cfg.trust_model, console=s.console)
+    student = from_module(out.student, input_shape=teacher.input_shape,
+                          name="auto (pruned from the teacher)" if cfg.student == "auto" else cfg.student)
+    s.model = student
+    if dd.is_worker():
+        return
+    example = teacher.example(1)
+    test = s.splits.test
+    t_fig = students.describe(teacher.module, example)
+    t_acc = accuracy(teacher.module, test)
+    s.sections["teacher"] = {**s.sections.get("teacher", {}), **t_fig, "test_accuracy": t_acc}
+    if len(out.teachers) > 1:
+        s.sections["teacher"]["ensemble"] = [
+            {"source": t.source, "sha256": t.sha256, **students.describe(t.module, example),
+             "test_accuracy": accuracy(t.module, test)} for t in out.teachers]
+    s_fig = students.describe(student.module, example)
+    s_acc = accuracy(student.module, test)
+    save_torchscript(student.module, s.workdir / "student.pt", teacher.input_shape,
+                     str(teacher.input_dtype).removeprefix("torch."))
+    s.sections["student"] = {
+        "source": student.source, "file": "student.pt", "sha256": student.sha256, **s_fig, "test_accuracy": s_acc,
+        "parameters_ratio": round(s_fig["parameters"] / t_fig["parameters"], 4),
+        "macs_ratio": round(s_fig["macs"] / max(t_fig["macs"], 1), 4),
+        "accuracy_kept": round(s_acc / t_acc, 4) if not math.isnan(t_acc) and t_acc > 0 else None,
+    }
+    s.sections["distillation"] = {
+        "methods": s.cfg.distill.method_weights(), "temperature": cfg.temperature, "alpha": cfg.alpha,
+        "ensemble_mean": cfg.ensemble_mean if len(out.teachers) > 1 else None, "assistants": cfg.assistants,
+        "epochs": cfg.epochs, "augment": cfg.augment, "unlabeled": cfg.unlabeled, "seed": cfg.seed,
+        "run_dir": out.run_dir, "teacher_cache": out.cache_keys, "stages": out.stages,
+        "distributed_world_size": dd.world(),
+    }
+    print_table(s.console, s.sections["teacher"], s.sections["student"])
+
+
+def print_table(console: Any, t: dict[str, Any], st: dict[str, Any]) -> None:
+    table = Table(title="teacher vs student")
+    for col in ("model", "parameters", "MACs", "size", "test accuracy"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for name, d in (("teacher", t), ("student", st)):
+        acc = d.get("test_accuracy")
+        table.add_row(name, f"{d['parameters']:,}", f"{d['macs']:,}", f"{d['size_bytes'] / 1024:.1f} KB",
+                      "-" if acc is None or math.isnan(acc) else f"{100 * acc:.2f}%")
+    console.print(table)

@@ -1,0 +1,181 @@
+"""PyTorch -> ONNX: torch.onnx.export, onnx checker, ONNX Runtime graph optimization, parity in ONNX Runtime.
+
+The ONNX target in one place: this module exports and validates, `int8` holds ONNX Runtime's
+quantization tools (used by compressor.quantize), `runner` times a model for `compress bench`.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from compressor.core.artifact import Artifact, TensorSpec, batch1
+from compressor.core.errors import CompressError
+from compressor.core.files import onnx_external_data
+from compressor.core.parity import Parity, compare, rule
+
+from ..base import ExportJob
+
+NAME = "onnx"
+TORCHSCRIPT_OPSET = 17  # what onnx2tf handles best; the dynamo exporter keeps its own (newer) default
+
+
+def _example_batch(example: torch.Tensor, n: int = 2) -> torch.Tensor:
+    # torch.export specialises a size-1 dimension, which would fix the batch at 1.
+    return example.expand(n, *example.shape[1:]).contiguous()
+
+
+def to_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, *, opset: int | None = None,
+            exporter: str = "auto") -> dict:
+    """Write `model` as ONNX with a dynamic batch axis; returns how it was made.
+
+    exporter: "dynamo" (torch.export based), "torchscript", or "auto" (dynamo, then TorchScript).
+    A TorchScript module can only go through the TorchScript exporter.
+    """
+    scripted = isinstance(model, torch.jit.ScriptModule)
+    order = {"auto": ["dynamo", "torchscript"], "dynamo": ["dynamo"], "torchscript": ["torchscript"]}[exporter]
+    if scripted:
+        order = ["torchscript"]
+    errors = []
+    x = _example_batch(example)
+    # the dynamo exporter logs a warning per missing optional library (torchvision ops); not the user's concern
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    for how in order:
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                if how == "dynamo":
+                    batch = torch.export.Dim("batch", min=1, max=4096)
+                    torch.onnx.export(model, (x,), str(path), dynamo=True, opset_version=opset,
+                                      input_names=["input"], output_names=["output"],
+                                      dynamic_shapes=({0: batch},), optimize=True, verbose=False)
+                else:
+                    torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=opset or TORCHSCRIPT_OPSET,
+                                      input_names=["input"], output_names=["output"],
+                                      dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                                      training=torch.onnx.TrainingMode.PRESERVE)
+            inline_weights(path)
+            return {"exporter": how, "opset": opset_of(path)}
+        except OSError:
+            raise  # disk full, read-only: the caller reports those, not as an export failure
+        except Exception as e:  # noqa: BLE001 - each exporter fails in its own way; keep the reasons
+            errors.append(f"{how}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    raise CompressError(f"ONNX export failed ({' | '.join(errors)}); check that the model's forward is "
+                        "traceable (no data-dependent Python control flow)")
+
+
+def inline_weights(src: Path, dst: Path | None = None) -> None:
+    """One self-contained file (`dst`, default: `src` in place): the dynamo exporter writes weights beside
+    the graph (PATH.data), which runtimes such as onnxruntime-web would have to be told about. Models here
+    are far below protobuf's 2 GB limit. In place, the side files are removed."""
+    import onnx
+
+    files = onnx_external_data(src)
+    if not files and dst is None:
+        return
+    m = onnx.load(str(src), load_external_data=True)  # resolves external data relative to src
+    onnx.save(m, str(dst or src), save_as_external_data=False)
+    if dst is None:
+        for f in files:
+            f.unlink(missing_ok=True)
+
+
+def opset_of(path: Path) -> int:
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    return next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def optimize(src: Path, dst: Path) -> None:
+    """Check the graph, then let ONNX Runtime fold constants and drop redundant nodes.
+
+    BASIC level only: the extended levels write fused ops specific to the CPU provider,
+    which onnxruntime-web and other runtimes would not load.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    try:
+        onnx.checker.check_model(str(src), full_check=True)
+    except Exception as e:
+        raise CompressError(f"the exported ONNX graph is invalid ({str(e).splitlines()[0]}); report the model") from e
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.optimized_model_filepath = str(dst)
+    so.log_severity_level = 3
+    ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+    compact(dst)
+    onnx.checker.check_model(str(dst))
+
+
+def compact(path: Path) -> None:
+    """Drop per-node debug metadata (the dynamo exporter's stack traces and FX node text, ~1 KB a
+    node) and shape annotations: no runtime reads them, and on a small model they are a fifth of the file."""
+    import onnx
+
+    m = onnx.load(str(path))
+    for n in m.graph.node:
+        del n.metadata_props[:]
+        n.doc_string = ""
+    del m.graph.value_info[:]
+    onnx.save(m, str(path))
+
+
+def io_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+
+    def spec(v) -> TensorSpec:
+        t = v.type.tensor_type
+        dims = tuple(d.dim_param or d.dim_value for d in t.shape.dim)
+        return TensorSpec(v.name, dims, onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name)
+
+    inits = {i.name for i in m.graph.initializer}
+    return [spec(v) for v in m.graph.input if v.name not in inits], [spec(v) for v in m.graph.output]
+
+
+def input_spec(path: Path) -> tuple[tuple[int, ...], str]:
+    """(batch-1 shape, dtype) of the first input, as `compress bench` feeds it."""
+    ins, _ = io_specs(path)
+    return batch1(ins[0].shape), ins[0].dtype
+
+
+def export(job: ExportJob) -> list[Artifact]:
+    t0 = time.perf_counter()
+    raw = job.workdir / "model.raw.onnx"
+    how = to_onnx(job.model, job.example, raw, opset=job.options.opset)
+    path = job.workdir / "model.onnx"
+    optimize(raw, path)
+    raw.unlink()
+    ins, outs = io_specs(path)
+    made = Artifact(path=path, format="onnx", variant="float32", inputs=ins, outputs=outs, opset=how["opset"],
+                    convert_seconds=time.perf_counter() - t0, extra={"exporter": how["exporter"]})
+    job.shared.float_onnx = made  # onnx-web ships it; the TF route falls back on it
+    return [made]
+
+
+def run(path: Path, inputs: np.ndarray, *, batch: int = 256, threads: int = 0) -> np.ndarray:
+    """Outputs of an ONNX file in ONNX Runtime (CPU), batch by batch."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {name: inputs[i:i + batch]})[0] for i in range(0, len(inputs), batch)])
+
+
+def validate(artifact: Artifact, job: ExportJob) -> Parity:
+    import onnxruntime as ort
+
+    return compare(run(artifact.path, job.inputs), job.reference, labels=job.labels,
+                   rule=rule("onnx", artifact.variant), runtime=f"onnxruntime {ort.__version__}")

@@ -1,0 +1,226 @@
+"""The TensorFlow route shared by the TFLite and TF.js exporters: PyTorch -> ONNX -> SavedModel (onnx2tf).
+
+Made once per job and shared through the typed `job.shared` (tf_onnx, saved_model), in the job's
+private temporary folder outside the published output, removed when the job is collected.
+
+Why these choices (measured, see docs/exporters.md):
+- the ONNX fed to onnx2tf comes from the TorchScript exporter (opset 17): onnx2tf handles it best; its
+  exact GELU (an Erf pattern) is rewritten by _gelu.py into builtin ops that TFLite (also int8) and TF.js
+  run; the opset-20 `Gelu` op of the dynamo exporter would become tf.nn.gelu, whose `Erfc` TF.js lacks.
+  Other Erf nodes go through onnx2tf's `-rtpo Erf` (builtin arithmetic instead of a Flex op).
+- a static batch of 1 (`-ois`): onnx2tf fails on attention with a dynamic batch (Softmax on a partly
+  unknown 5-D shape); TFLite and TF.js models run one sample per call anyway.
+- `-k input` keeps the PyTorch NCHW input (one Transpose at the input, none between layers);
+  with --layout nhwc the input is NHWC and the graph has no layout Transpose at all.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from compressor.core.errors import CompressError
+
+from .base import ExportJob
+
+CALIBRATION_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+ONNX2TF_TIMEOUT = 1800  # seconds; a 12M-parameter CNN took ~3 min on 2 cores
+
+
+def is_image_like(shape: tuple) -> bool:
+    """Inputs that onnx2tf moves channels-last: float N,C,(D,)H,W or N,C,W."""
+    return len(shape) in (3, 4, 5)
+
+
+def to_layout(x: np.ndarray, layout: str) -> np.ndarray:
+    """PyTorch-layout inputs (N,C,...) in the layout the TF models take."""
+    if layout == "nhwc" and x.ndim in (3, 4, 5) and np.issubdtype(x.dtype, np.floating):
+        return np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    return x
+
+
+def layout_of(job: ExportJob) -> str:
+    return job.options.layout if is_image_like(tuple(job.example.shape)) else "nchw"
+
+
+def tf_onnx(job: ExportJob) -> Path:
+    """The ONNX graph for onnx2tf: TorchScript exporter, opset 17; the job's ONNX artifact as a fallback."""
+    if job.shared.tf_onnx is not None:
+        return job.shared.tf_onnx
+    from .onnx import to_onnx
+
+    path = job.private_dir() / "model.onnx"
+    try:
+        to_onnx(job.model, job.example, path, exporter="torchscript")
+    except CompressError:
+        made = job.shared.float_onnx
+        if made is not None:
+            shutil.copy(made.path, path)
+        else:
+            to_onnx(job.model, job.example, path)
+    import onnx
+
+    from . import _gelu
+
+    model = onnx.load(str(path))
+    if _gelu.rewrite(model):  # exact GELU -> builtin ops with int8 kernels (see _gelu.py)
+        onnx.save(model, str(path))
+    job.shared.tf_onnx = path
+    return path
+
+
+def layer_of(node) -> str:
+    """The PyTorch module path of an ONNX node ('' = the model's own forward)."""
+    for prop in getattr(node, "metadata_props", []):  # dynamo exporter
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            scopes = [s for s in re.findall(r"'([^']*)'", prop.value) if s]
+            return scopes[-1] if scopes else ""
+    parts = [p for p in node.name.split("/") if p]  # TorchScript exporter: /features/features.0/Conv
+    return parts[-2] if len(parts) >= 2 else ""
+
+
+def describe_node(node) -> str:
+    layer = layer_of(node)
+    return f"operator {node.op_type} (ONNX node {node.name!r}, layer {layer!r})" if layer else \
+        f"operator {node.op_type} (ONNX node {node.name!r}, in the model's forward)"
+
+
+def check_supported(onnx_path: Path) -> None:
+    """Fail before the slow conversion when onnx2tf has no converter for an ONNX operator."""
+    import onnx
+
+    spec = importlib.util.find_spec("onnx2tf")  # top-level lookup only: importing onnx2tf would load TensorFlow
+    if spec is None or spec.origin is None:
+        raise CompressError("onnx2tf is not installed; run `make setup`")
+    ops = Path(spec.origin).parent / "ops"
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    for node in model.graph.node:
+        if node.domain not in ("", "ai.onnx") or not (ops / f"{node.op_type}.py").exists():
+            raise CompressError(f"{describe_node(node)} is not supported by onnx2tf (the TFLite/TF.js route); "
+                                "replace that layer, or export to --target onnx only")
+
+
+def node_in_text(onnx_path: Path, text: str):
+    """The ONNX node a converter's error text names (the longest name found), or None."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    found = [n for n in model.graph.node if n.name and n.name in text]
+    return max(found, key=lambda n: len(n.name)) if found else None
+
+
+def node_for_tf_ops(onnx_path: Path, tf_ops: list[str]):
+    """The first ONNX node whose type a TensorFlow op name contains (Det -> MatrixDeterminant), or None."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    for t in tf_ops:
+        for n in model.graph.node:
+            if n.op_type.lower() in t.lower():
+                return n
+    return None
+
+
+def onnx2tf_command(onnx_path: Path, out: Path, *, input_name: str, shape: tuple, layout: str) -> list[str]:
+    static = ",".join(str(d) for d in (1, *shape[1:]))
+    cmd = [sys.executable, "-m", "onnx2tf", "-i", str(onnx_path), "-o", str(out), "-osd", "-n",
+           "-rtpo", "Erf", "-ois", f"{input_name}:{static}"]
+    if layout == "nchw" and is_image_like(shape):
+        cmd += ["-k", input_name]
+    return cmd
+
+
+def saved_model(job: ExportJob) -> Path:
+    """ONNX -> TensorFlow SavedModel with onnx2tf, once per job; returns the SavedModel folder."""
+    if job.shared.saved_model is not None:
+        return job.shared.saved_model
+    import onnx
+
+    src = tf_onnx(job)
+    check_supported(src)
+    graph = onnx.load(str(src), load_external_data=False).graph
+    input_name = graph.input[0].name
+    work = job.private_dir() / "onnx2tf"
+    work.mkdir(exist_ok=True)
+    out = work / "saved_model"
+    # onnx2tf downloads this sample-image file from GitHub for 3-channel image inputs (its own checks; we
+    # calibrate with the user's data). Nothing may be downloaded at run time: give it a local stand-in.
+    sample = work / CALIBRATION_SAMPLE
+    if not sample.exists():
+        np.save(sample, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
+    cmd = onnx2tf_command(src, out, input_name=input_name, shape=tuple(job.example.shape), layout=layout_of(job))
+    # onnx2tf skips onnxsim unless the environment's bin folder is on PATH; it runs in `work`, where it
+    # would write (and for int8, download) its own calibration file: nothing reaches the user's folders.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "-1"}
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=ONNX2TF_TIMEOUT,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        raise CompressError(f"onnx2tf took more than {ONNX2TF_TIMEOUT} s; try a smaller model") from None
+    log = proc.stdout + proc.stderr
+    (work / "onnx2tf.log").write_text(log)
+    if not (out / "saved_model.pb").exists():
+        raise conversion_error("onnx2tf", src, log)
+    job.shared.saved_model = out
+    job.shared.saved_model_seconds = time.perf_counter() - t0
+    return out
+
+
+def conversion_error(tool: str, onnx_path: Path, log: str) -> CompressError:
+    """A one-line error naming the operator and layer a converter failed on, from its log."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", log)
+    named = re.search(r"onnx_op_name: (\S+)", text)
+    node = node_in_text(onnx_path, named.group(1)) if named else node_in_text(onnx_path, text)
+    last = [ln.strip() for ln in text.splitlines() if re.match(r"\s*[\w.]*(Error|Exception)\b", ln)]
+    why = last[-1][:200] if last else "see the converter's log"
+    where = describe_node(node) if node is not None else "the model"
+    return CompressError(f"{tool} could not convert {where}: {why}; replace that layer, or export to --target onnx")
+
+
+def graph_ops(tflite_path: Path) -> list[dict]:
+    """The operators of a .tflite file as the builtin interpreter sees them (no delegate rewriting)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    it = Interpreter(model_path=str(tflite_path),
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    return it._get_ops_details()
+
+
+CONV_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "CONV_3D", "TRANSPOSE_CONV", "CONV_3D_TRANSPOSE"}
+
+
+def transpose_stats(ops: list[dict]) -> dict[str, int]:
+    """Transpose ops in total, and those sitting between two convolutions (layout ping-pong)."""
+    producer = {t: i for i, op in enumerate(ops) for t in op["outputs"]}
+    consumers: dict[int, list[int]] = {}
+    for i, op in enumerate(ops):
+        for t in op["inputs"]:
+            consumers.setdefault(t, []).append(i)
+
+    def reaches(start: int, step, seen: set) -> bool:
+        stack = [start]
+        while stack:
+            i = stack.pop()
+            if i in seen:
+                continue
+            seen.add(i)
+            if ops[i]["op_name"] in CONV_OPS:
+                return True
+            stack.extend(step(i))
+        return False
+
+    up = lambda i: [producer[t] for t in ops[i]["inputs"] if t in producer]
+    down = lambda i: [c for t in ops[i]["outputs"] for c in consumers.get(t, [])]
+    transposes = [i for i, op in enumerate(ops) if op["op_name"] == "TRANSPOSE"]
+    between = sum(1 for i in transposes
+                  if any(reaches(j, up, set()) for j in up(i)) and any(reaches(j, down, set()) for j in down(i)))
+    return {"transpose_ops": len(transposes), "transposes_between_convs": between}

@@ -1,0 +1,265 @@
+"""PyTorch -> TFLite (LiteRT): onnx2tf's SavedModel, then the TFLite converter once per variant.
+
+Variants (ExportOptions.variants picks a subset; default: all):
+    float32        the reference conversion
+    float16        float16 weights (dequantized at load), float I/O
+    dynamic-int8   int8 weights, float activations computed with dynamic quantization, float I/O
+    int8           full integer: int8 weights and activations, int8 I/O for float inputs, calibrated on
+                   `--calib N` training samples (integer inputs such as tokens stay as they are)
+    int16x8        int16 activations / int8 weights (more exact than int8; reference kernels, slower)
+Every variant must load on the *builtin* LiteRT interpreter: a Select-TF (Flex) op is an error naming the
+operator and the layer, not a file that fails on the phone.
+
+The TFLite target in one place: this module converts and validates, `int8` holds the accuracy budget of
+full-integer int8 (and the tools compressor.quantize uses for QAT), `runner` times a model for
+`compress bench`. The SavedModel both TFLite and TF.js start from is made by exporters/tf_route.py.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from compressor.core.artifact import Artifact, TensorSpec, batch1
+from compressor.core.errors import CompressError
+from compressor.core.parity import Parity, compare, rule
+
+from .. import tf_route
+from ..base import TFLITE_VARIANTS, ExportJob
+
+NAME = "tflite"
+VARIANTS = TFLITE_VARIANTS  # names checked by ExportOptions
+DEFAULT_VARIANTS = VARIANTS[:4]  # int16x8 is experimental in TFLite: only when asked for
+
+
+def variants_of(job: ExportJob) -> tuple[str, ...]:
+    """The variants asked for in ExportOptions.variants (--variants), or the default set."""
+    return job.options.variants or DEFAULT_VARIANTS
+
+
+def representative(job: ExportJob) -> Callable[[], Iterator[list[np.ndarray]]]:
+    x = tf_route.to_layout(np.asarray(job.calib), tf_route.layout_of(job))
+    if np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)
+
+    def gen() -> Iterator[list[np.ndarray]]:
+        for i in range(len(x)):
+            yield [x[i:i + 1]]
+    return gen
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """The converter's C++ side prints to fds 1 and 2 ("fully_quantize: ..."); keep the console clean."""
+    import sys
+    import tempfile
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile() as sink, contextlib.redirect_stdout(io.StringIO()):
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def converter(saved_model: Path, variant: str, job: ExportJob, *, per_channel: bool = True):
+    """The TFLite converter for one variant of the SavedModel, builtin ops only (not run yet)."""
+    with quiet():  # TF's import and the SavedModel load log CUDA/oneDNN notices on fd 2
+        import tensorflow as tf
+
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # never Select-TF (Flex) ops
+    if variant != "float32":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if not per_channel:  # per-tensor weights: the accuracy budget's fallback may ask for them
+        conv._experimental_disable_per_channel = True
+    if variant == "float16":
+        conv.target_spec.supported_types = [tf.float16]
+    elif variant == "int8":
+        conv.representative_dataset = representative(job)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if np.issubdtype(np.asarray(job.inputs).dtype, np.floating):
+            conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    elif variant == "int16x8":
+        if not np.issubdtype(np.asarray(job.inputs).dtype, np.floating):
+            raise CompressError("TFLite int16x8 needs a float model input (the converter cannot calibrate "
+                                f"{np.asarray(job.inputs).dtype} inputs); use the int8 variant")
+        conv.representative_dataset = representative(job)
+        # ops without a 16x8 kernel (e.g. HARD_SWISH) stay float rather than failing the variant
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+                                          tf.lite.OpsSet.TFLITE_BUILTINS]
+    return conv
+
+
+def convert(saved_model: Path, variant: str, job: ExportJob, *, per_channel: bool = True) -> bytes:
+    """One TFLite variant of the SavedModel, builtin ops only."""
+    conv = converter(saved_model, variant, job, per_channel=per_channel)
+    try:
+        with quiet():
+            return conv.convert()
+    except Exception as e:  # noqa: BLE001 - ConverterError and friends; turned into one line below
+        raise converter_error(job, variant, str(e)) from None
+
+
+def converter_error(job: ExportJob, variant: str, text: str) -> CompressError:
+    ops = sorted(set(re.findall(r"'?tf\.(\w+)'? op", text)) | set(re.findall(r"\btf\.(\w+)\s*\{", text)))
+    node = tf_route.node_in_text(tf_route.tf_onnx(job), text) or tf_route.node_for_tf_ops(tf_route.tf_onnx(job), ops)
+    where = f" in {tf_route.describe_node(node)}" if node is not None else ""
+    if ops:
+        return CompressError(f"TFLite {variant}: TensorFlow op(s) {', '.join(ops)}{where} have no builtin TFLite "
+                             "kernel (they would need Select-TF/Flex); replace that layer, or use --target onnx")
+    first = next((ln.strip() for ln in text.splitlines() if "error" in ln.lower()), text.strip()[:200])
+    return CompressError(f"TFLite {variant} conversion failed{where}: {first[:300]}; try another variant")
+
+
+def interpreter(path: Path, threads: int | None = None):
+    """A builtin-ops LiteRT interpreter; a model that needs Flex ops fails here with the ops named."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        with quiet():  # "INFO: Created TensorFlow Lite XNNPACK delegate" on fd 2
+            it = Interpreter(model_path=str(path), num_threads=threads)
+            it.allocate_tensors()
+    except (RuntimeError, ValueError) as e:
+        flex = sorted(set(re.findall(r"Flex\w+", str(e))))
+        raise CompressError(f"{path.name} does not run on the builtin LiteRT interpreter "
+                            f"({', '.join(flex) or str(e).splitlines()[0]}); replace that layer") from None
+    return it
+
+
+def quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail["quantization"]
+    dtype = detail["dtype"]
+    if np.issubdtype(dtype, np.integer) and scale:  # quantized input: real -> int with the model's params
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+    return x.astype(dtype)
+
+
+def dequantize_output(y: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero = detail["quantization"]
+    if np.issubdtype(detail["dtype"], np.integer) and scale:
+        return (y.astype(np.float32) - zero) * scale
+    return y.astype(np.float32)
+
+
+def run(path: Path, inputs: np.ndarray, layout: str = "nchw") -> np.ndarray:
+    """Outputs of a .tflite file on the builtin interpreter, one sample per call (static batch 1)."""
+    it = interpreter(path)
+    (inp,), (out,) = it.get_input_details(), it.get_output_details()
+    x = tf_route.to_layout(np.asarray(inputs), layout)
+    outs = []
+    for i in range(len(x)):
+        it.set_tensor(inp["index"], quantize_input(x[i:i + 1], inp))
+        try:
+            it.invoke()
+        except RuntimeError as e:  # a kernel refusing its quantized inputs, e.g. a DIV by a zero-point
+            raise CompressError(f"{path.name} failed on the LiteRT interpreter ({_failed_node(it, str(e))}); "
+                                "this variant does not suit the model: choose other --variants") from None
+        outs.append(dequantize_output(it.get_tensor(out["index"]), out))
+    return np.concatenate(outs)
+
+
+def _failed_node(it, message: str) -> str:
+    """'Node number 62 (DIV) failed' -> the op and the tensor it writes (its name carries the layer)."""
+    m = re.search(r"Node number (\d+) \((\w+)\)", message)
+    if not m:
+        return " ".join(message.split())[:200]
+    try:
+        op = it._get_op_details(int(m.group(1)))
+        name = it._get_tensor_details(op["outputs"][0], 0)["name"]
+    except Exception:  # noqa: BLE001 - naming the tensor is a courtesy
+        name = "?"
+    return f"operator {m.group(2)} writing {name!r} rejected its quantized inputs"
+
+
+def io_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    it = interpreter(path)
+
+    def spec(d: dict) -> TensorSpec:
+        return TensorSpec(d["name"], tuple(int(s) for s in d["shape_signature"]), np.dtype(d["dtype"]).name)
+    return [spec(d) for d in it.get_input_details()], [spec(d) for d in it.get_output_details()]
+
+
+def input_spec(path: Path) -> tuple[tuple[int, ...], str]:
+    """(batch-1 shape, dtype) of the first input, as `compress bench` feeds it: a quantized-input model is
+    fed float data, which the runner quantizes as an app would."""
+    ins, _ = io_specs(path)
+    dtype = "float32" if np.issubdtype(np.dtype(ins[0].dtype), np.integer) else ins[0].dtype
+    return batch1(ins[0].shape), dtype
+
+
+def export(job: ExportJob) -> list[Artifact]:
+    variants = variants_of(job)  # a wrong name fails before the slow conversion
+    sm = tf_route.saved_model(job)
+    shared = job.shared.take_saved_model_seconds() if "float32" in variants else 0.0
+    folder = job.workdir / "tflite"
+    folder.mkdir(exist_ok=True)
+    made = []
+    for variant in variants:
+        t1 = time.perf_counter()
+        path = folder / f"model_{variant.replace('-', '_')}.tflite"
+        budget = {}
+        if variant == "int8" and job.options.max_accuracy_drop is not None:
+            budget = _int8_within_budget(job, sm, path)
+        else:
+            path.write_bytes(convert(sm, variant, job))
+        ops = tf_route.graph_ops(path)
+        ins, outs = io_specs(path)
+        counts: dict[str, int] = {}
+        for op in ops:
+            counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+        made.append(Artifact(
+            path=path, format="tflite", variant=variant, inputs=ins, outputs=outs,
+            convert_seconds=time.perf_counter() - t1 + (shared if variant == "float32" else 0.0),
+            extra={"converter": "onnx2tf (SavedModel) + tf.lite.TFLiteConverter", "layout": tf_route.layout_of(job),
+                   "calibration_samples": len(job.calib) if variant in ("int8", "int16x8") else 0,
+                   **tf_route.transpose_stats(ops), "op_counts": dict(sorted(counts.items())), **budget}))
+    return made
+
+
+def _int8_within_budget(job: ExportJob, saved_model: Path, path: Path) -> dict:
+    """Full-integer int8 held to the accuracy budget (more calibration samples while it breaks it)."""
+    from compressor.core.budget import AccuracyBudget
+
+    from .int8 import int8_within_budget
+
+    budget = AccuracyBudget(job.options.max_accuracy_drop, job.options.min_agreement)
+    pool = job.calib if job.calib_pool is None else job.calib_pool
+    out = int8_within_budget(job, saved_model, pool, budget)
+    shutil.move(out.artifact, path)
+    chosen = out.chosen.to_dict()["settings"]
+    return {"budget": dataclasses.asdict(budget), "chosen_by": out.chosen.step, "settings": chosen,
+            "calibration_samples": out.chosen.settings.calib_samples, "float_layers": chosen["float_layers"],
+            "trials": [t.to_dict() for t in out.trials]}
+
+
+def runtime_name() -> str:
+    from importlib.metadata import version
+
+    return f"ai-edge-litert {version('ai-edge-litert')} (builtin ops)"
+
+
+def validate(artifact: Artifact, job: ExportJob) -> Parity:
+    outputs = run(artifact.path, job.inputs, tf_route.layout_of(job))
+    return compare(outputs, job.reference, labels=job.labels, rule=rule("tflite", artifact.variant),
+                   runtime=runtime_name())
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before tensorflow is imported by convert()
