@@ -18,11 +18,25 @@ from typing import Any
 
 import numpy as np
 
+from exporters.onnx import compact, inline_weights, io_specs, optimize, run, to_onnx
+from exporters.onnx import int8 as q
+
 from ..core.artifact import Artifact
-from ..core.budget import AccuracyBudget, Measure, Outcome, Settings, Trial, default_stages, search
+from ..core.budget import (
+    AccuracyBudget,
+    Measure,
+    Outcome,
+    Settings,
+    Trial,
+    default_stages,
+    judge,
+    search,
+    table,
+)
 from ..core.errors import CompressError
 from ..core.parity import Parity, compare, rule
 from ..data import Splits
+from ..loading import LoadedModel
 from . import cpu
 from .config import CALIB_METHODS, QAT, DynamicInt8, Fp16, QuantConfig, StaticInt8
 
@@ -55,16 +69,12 @@ class HeldOut:
 
 
 def held_out(float_onnx: Path, splits: Splits, reference: np.ndarray | None = None) -> HeldOut:
-    from exporters.onnx import run
-
     x = splits.test.x
     return HeldOut(x, run(float_onnx, x) if reference is None else reference, splits.test.y)
 
 
 def float_onnx_of(model_or_artifact: Any, workdir: Path) -> Path:
     """A float32 ONNX file for the input: an ONNX Artifact/path as is, a torch module exported."""
-    from ..loading import LoadedModel
-
     if isinstance(model_or_artifact, Artifact):
         if model_or_artifact.format != "onnx" or model_or_artifact.variant != "float32":
             raise CompressError(f"quantize needs the float32 ONNX artifact, got {model_or_artifact.name}; "
@@ -75,8 +85,6 @@ def float_onnx_of(model_or_artifact: Any, workdir: Path) -> Path:
         if p.suffix != ".onnx" or not p.is_file():
             raise CompressError(f"{p} is not an .onnx file; pass a float32 ONNX file or a torch module")
         return p
-    from exporters.onnx import inline_weights, optimize, to_onnx
-
     lm = model_or_artifact if isinstance(model_or_artifact, LoadedModel) else None
     module = lm.module if lm else model_or_artifact
     example = lm.example(1) if lm else None
@@ -100,7 +108,6 @@ def finish(path: Path, variant: str, ho: HeldOut, *, min_top1: float, t0: float,
     `min_top1`) and the manifest's per-artifact figures."""
     import onnxruntime as ort
 
-    from exporters.onnx import compact, io_specs, run
 
     compact(path)
     ins, outs = io_specs(path)
@@ -134,8 +141,6 @@ def scheme_for(cfg: StaticInt8) -> cpu.Int8Scheme:
 
 def static(src: Path, cfg: StaticInt8, splits: Splits, workdir: Path, ho: HeldOut,
            log: Callable[[str], None]) -> Quantized:
-    from exporters.onnx import int8 as q
-
     t0 = time.perf_counter()
     scheme = scheme_for(cfg)
     calib = splits.train.x
@@ -189,8 +194,6 @@ def web_check(path: Path, ho: HeldOut, n: int = 64) -> dict[str, Any]:
 
     A model that does not load there is an error; a machine without node is recorded as unchecked.
     """
-    from exporters.onnx import int8 as q
-
     if not shutil.which("node") or not (q.ORT_WEB_DIST / "ort.wasm.min.mjs").is_file():
         return {"checked": False, "why": "node or node_modules/onnxruntime-web missing (scripts/setup.sh --browser)"}
     x = ho.inputs[:n]
@@ -206,16 +209,12 @@ def web_check(path: Path, ho: HeldOut, n: int = 64) -> dict[str, Any]:
 
 
 def _run(path: Path, ho: HeldOut) -> np.ndarray:
-    from exporters.onnx import run
-
     return run(path, ho.inputs)
 
 
 def judge_once(path: Path, t: Trial, m: Measure, ho: HeldOut, budget: AccuracyBudget, *, what: str, fix: str) -> Trial:
     """A method with no settings to fall back on: its one trial judged; over budget, `path` is deleted
     and the error shows the trial."""
-    from ..core.budget import judge, table
-
     t.accuracy, t.agreement = m.accuracy, m.agreement
     t.drop_points, t.ok = judge(m, ho.reference_accuracy, budget)
     if not t.ok:
@@ -244,8 +243,6 @@ def quantize(model_or_artifact: Any, config: QuantConfig, *, splits: Splits, wor
     split every figure is measured on). reference: the float model's logits on splits.test.x
     (default: the float ONNX's). teacher: QAT's distillation teacher (default: the model itself).
     """
-    from exporters.onnx import int8 as q
-
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     if isinstance(config, QAT):

@@ -11,13 +11,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from compressor.core.artifact import Artifact
 from compressor.core.budget import AccuracyBudget
 from compressor.core.parity import compare, rule
+from exporters import tf_route, tflite
 from exporters.base import ExportJob, ExportOptions, Shared
+from exporters.onnx import run as ort_run
+from exporters.onnx.int8 import dequantized
+from exporters.tflite.int8 import CALIB_SAMPLES, int8_within_budget
 
 from ..data import Splits
+from .core import accuracy_fields
 
 
 def from_qat(qat_onnx: Path, splits: Splits, workdir: Path, *, example_shape: tuple[int, ...], layout: str,
@@ -32,15 +38,6 @@ def from_qat(qat_onnx: Path, splits: Splits, workdir: Path, *, example_shape: tu
     top-1 agreement at least the parity rule of tflite:qat-int8; the agreement with the QAT ONNX itself (what
     was converted) is recorded as the conversion's fidelity.
     """
-    import torch
-
-    from exporters import tf_route, tflite
-    from exporters.onnx import run as ort_run
-    from exporters.onnx.int8 import dequantized
-    from exporters.tflite.int8 import CALIB_SAMPLES, int8_within_budget
-
-    from .core import accuracy_fields
-
     t0 = time.perf_counter()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)

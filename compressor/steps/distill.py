@@ -8,6 +8,8 @@ from rich.table import Table
 
 from ..distill import distributed as dd
 from ..distill import students
+from ..distill.engine import distill as train_student
+from ..evaluate import accuracy
 from ..loading import from_module, save_torchscript
 from .state import State
 
@@ -18,8 +20,6 @@ def distill(s: State) -> None:
     cfg = s.cfg.distill
     if cfg is None:
         return
-    from ..distill.engine import distill as train_student
-    from ..evaluate import accuracy
 
     teacher = s.teacher
     out = train_student(teacher, s.splits, cfg, arch=s.cfg.arch, trust_model=s.cfg.trust_model, console=s.console)

@@ -11,13 +11,12 @@ from exporters.base import ExportJob
 from ..core.artifact import Artifact, require_parity
 from ..core.errors import CompressError
 from ..core.parity import Parity
+from ..evaluate import predict
 from .state import State
 
 
 def export_job(s: State) -> ExportJob:
     """What the exporters need: the model, real held-out inputs and PyTorch's outputs on them, calibration data."""
-    from ..evaluate import predict
-
     test, train = s.splits.test, s.splits.train
     n = s.cfg.parity_count(len(test))
     inputs = test.x[:n]

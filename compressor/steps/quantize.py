@@ -16,10 +16,17 @@ from typing import Any
 import numpy as np
 
 import exporters
+from exporters import onnx_web, tf_route
+from exporters.onnx import run as ort_run
 
 from ..core.artifact import Artifact, require_parity
+from ..core.parity import MEASURE, compare
+from ..evaluate import predict
 from ..quantize import cpu
 from ..quantize.config import QAT, QuantConfig, StaticInt8
+from ..quantize.core import accuracy_fields, held_out
+from ..quantize.core import quantize as quantize_with
+from ..quantize.qat_tflite import from_qat
 from .export import check_and_keep, export_job
 from .state import State
 
@@ -34,10 +41,6 @@ def _configs(cfg: QuantConfig, targets: list[str]) -> list[QuantConfig]:
 
 
 def _qat_tflite(s: State, qat_onnx: Artifact, reference: np.ndarray, tmp: Path) -> Artifact:
-    from exporters import tf_route
-
-    from ..quantize.qat_tflite import from_qat
-
     shape = tuple(s.model.example(1).shape)
     layout = s.cfg.export.layout if tf_route.is_image_like(shape) else "nchw"
     with s.console.status("QAT int8 -> TFLite ..."):
@@ -49,8 +52,6 @@ def _qat_tflite(s: State, qat_onnx: Artifact, reference: np.ndarray, tmp: Path) 
 
 def _web_bundle(s: State, int8_web: Artifact, section: dict) -> None:
     """The int8-web model in its own servable folder (web-ort-int8/), checked in Chromium like the float one."""
-    from exporters import onnx_web
-
     job = export_job(s)
     with s.console.status("bundling the int8 model for onnxruntime-web ..."):
         made = onnx_web.bundle_int8(job, int8_web)
@@ -81,9 +82,6 @@ def quantize(s: State) -> None:
     """--quantize: quantize s.model per s.cfg.quantize into s.workdir; extend s.artifacts and s.sections."""
     if s.cfg.quantize is None:
         return
-    from ..evaluate import predict
-    from ..quantize.core import accuracy_fields, held_out, quantize
-
     cfg = s.cfg.quantize
     targets = exporters.expand(",".join(s.cfg.targets))
     configs = _configs(cfg, targets)
@@ -109,7 +107,7 @@ def quantize(s: State) -> None:
             src = float_art if float_art is not None and not isinstance(c, QAT) else s.model
             teacher = s.teacher if s.teacher is not s.model else None
             with s.console.status(f"quantizing ({type(c).__name__}) ..."):
-                q = quantize(src, c, splits=s.splits, workdir=tmp, teacher=teacher, reference=reference,
+                q = quantize_with(src, c, splits=s.splits, workdir=tmp, teacher=teacher, reference=reference,
                              log=s.console.print)
             a: Artifact = q.artifact
             require_parity(a)
@@ -122,10 +120,6 @@ def quantize(s: State) -> None:
                 _web_bundle(s, a, section)
         if float_art is not None and "accuracy" not in float_art.extra:
             # the float reference measured the same way, so the manifest's rows compare directly
-            from exporters.onnx import run as ort_run
-
-            from ..core.parity import MEASURE, compare
-
             ho = held_out(float_art.path, s.splits, reference)
             p = compare(ort_run(float_art.path, test.x), ho.reference, labels=ho.labels, rule=MEASURE,
                         runtime="onnxruntime")
