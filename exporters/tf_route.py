@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.core.errors import CompressError
+from compressor.core.errors import CompressError, ConverterError
 
 from .base import ExportJob
 
@@ -103,7 +103,7 @@ def check_supported(onnx_path: Path) -> None:
     model = onnx.load(str(onnx_path), load_external_data=False)
     for node in model.graph.node:
         if node.domain not in ("", "ai.onnx") or not (ops / f"{node.op_type}.py").exists():
-            raise CompressError(f"{describe_node(node)} is not supported by onnx2tf (the TFLite/TF.js route); "
+            raise ConverterError(f"{describe_node(node)} is not supported by onnx2tf (the TFLite/TF.js route); "
                                 "replace that layer, or export to --target onnx only")
 
 
@@ -165,7 +165,7 @@ def saved_model(job: ExportJob) -> Path:
         proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=ONNX2TF_TIMEOUT,
                               check=False)
     except subprocess.TimeoutExpired:
-        raise CompressError(f"onnx2tf took more than {ONNX2TF_TIMEOUT} s; try a smaller model") from None
+        raise ConverterError(f"onnx2tf took more than {ONNX2TF_TIMEOUT} s; try a smaller model") from None
     log = proc.stdout + proc.stderr
     (work / "onnx2tf.log").write_text(log)
     if not (out / "saved_model.pb").exists():
@@ -183,7 +183,7 @@ def conversion_error(tool: str, onnx_path: Path, log: str) -> CompressError:
     last = [ln.strip() for ln in text.splitlines() if re.match(r"\s*[\w.]*(Error|Exception)\b", ln)]
     why = last[-1][:200] if last else "see the converter's log"
     where = describe_node(node) if node is not None else "the model"
-    return CompressError(f"{tool} could not convert {where}: {why}; replace that layer, or export to --target onnx")
+    return ConverterError(f"{tool} could not convert {where}: {why}; replace that layer, or export to --target onnx")
 
 
 def graph_ops(tflite_path: Path) -> list[dict]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from compressor.core.artifact import Artifact, TensorSpec, batch1
-from compressor.core.errors import CompressError
+from compressor.core.errors import CompressError, ConverterError
 from compressor.core.parity import Parity, compare, page_rule, rule
 from compressor.core.registry import check_choice
 
@@ -59,7 +59,7 @@ def convert_saved_model(saved_model: Path, out: Path, quant: str | None = None,
         proc = subprocess.run(converter_command(saved_model, out, quant), env=env, capture_output=True, text=True,
                               timeout=TIMEOUT, check=False)
     except subprocess.TimeoutExpired:
-        raise CompressError(f"tensorflowjs_converter took more than {TIMEOUT} s") from None
+        raise ConverterError(f"tensorflowjs_converter took more than {TIMEOUT} s") from None
     if proc.returncode != 0 or not (out / "model.json").exists():
         log = proc.stderr + proc.stdout
         unsupported = re.search(r"Error: Unsupported Ops in the model[^\n]*\n([^\n]+)", log)
@@ -67,10 +67,10 @@ def convert_saved_model(saved_model: Path, out: Path, quant: str | None = None,
             ops = [o.strip() for o in unsupported.group(1).split(",") if o.strip()]
             node = tf_route.node_for_tf_ops(onnx_path, ops) if onnx_path else None
             where = f" (from {tf_route.describe_node(node)})" if node is not None else ""
-            raise CompressError(f"TF.js has no kernel for TensorFlow op(s) {', '.join(ops)}{where}; "
+            raise ConverterError(f"TF.js has no kernel for TensorFlow op(s) {', '.join(ops)}{where}; "
                                 "replace that layer, or use --target onnx-web")
         last = [ln.strip() for ln in log.splitlines() if ln.strip()]
-        raise CompressError(f"tensorflowjs_converter failed ({last[-1][:300] if last else 'no output'})")
+        raise ConverterError(f"tensorflowjs_converter failed ({last[-1][:300] if last else 'no output'})")
     return time.perf_counter() - t0
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import CompressError
+from .errors import BudgetError, CompressError
 from .parity import accuracy_drop_points
 
 
@@ -175,7 +175,7 @@ def search(initial: Settings, make: Callable[[Settings], Any], evaluate: Callabl
                 return Outcome(made[id(t)], t, trials)
             if _rank(t) < _rank(best):
                 best = t
-    raise CompressError(f"{what} cannot meet the accuracy budget (drop <= {budget.max_accuracy_drop} points, "
+    raise BudgetError(f"{what} cannot meet the accuracy budget (drop <= {budget.max_accuracy_drop} points, "
                         f"agreement >= {budget.min_agreement}); tried:\n{table(trials)}\n"
                         "raise --max-accuracy-drop, give more --calib data, or skip --quantize")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CompressError
+from .errors import CompressError, ParityError
 
 
 @dataclass(frozen=True)
@@ -155,5 +155,5 @@ def require(name: str, p: Parity | None) -> None:
     if p is None:
         raise CompressError(f"{name} was not validated; every export must be checked")
     if not p.passed:
-        raise CompressError(f"parity check failed for {name} in {p.runtime} ({p.failure()}); nothing was written"
+        raise ParityError(f"parity check failed for {name} in {p.runtime} ({p.failure()}); nothing was written"
                             " - report the model, or choose another --target/variant")

@@ -33,7 +33,7 @@ from ..core.budget import (
     search,
     table,
 )
-from ..core.errors import CompressError
+from ..core.errors import BudgetError, CompressError, ParityError
 from ..core.parity import Parity, compare, rule
 from ..data import Splits
 from ..loading import LoadedModel
@@ -202,7 +202,7 @@ def web_check(path: Path, ho: HeldOut, n: int = 64) -> dict[str, Any]:
     agree = float((web.argmax(1) == cpu_out.argmax(1)).mean())
     if agree < 0.99:
         path.unlink(missing_ok=True)
-        raise CompressError(f"{path.name} gives other answers in onnxruntime-web than in ONNX Runtime CPU (top-1 "
+        raise ParityError(f"{path.name} gives other answers in onnxruntime-web than in ONNX Runtime CPU (top-1 "
                             f"agreement {agree:.3f} on {len(x)} inputs); nothing was written - report the model")
     return {"checked": True, "runtime": "onnxruntime-web wasm (node)", "samples": len(x),
             "max_abs_diff_vs_ort_cpu": float(np.abs(web - cpu_out).max()), "top1_agreement_vs_ort_cpu": agree}
@@ -219,7 +219,7 @@ def judge_once(path: Path, t: Trial, m: Measure, ho: HeldOut, budget: AccuracyBu
     t.drop_points, t.ok = judge(m, ho.reference_accuracy, budget)
     if not t.ok:
         path.unlink(missing_ok=True)
-        raise CompressError(f"{what} breaks the accuracy budget (drop <= {budget.max_accuracy_drop} "
+        raise BudgetError(f"{what} breaks the accuracy budget (drop <= {budget.max_accuracy_drop} "
                             f"points, agreement >= {budget.min_agreement}):\n{table([t])}\n{fix}")
     return t
 

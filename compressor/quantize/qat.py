@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..core.budget import AccuracyBudget, Settings, Trial
-from ..core.errors import CompressError
+from ..core.errors import CompressError, ConverterError
 from ..data import Splits
 from .config import QAT
 
@@ -193,7 +193,7 @@ def to_int8_onnx(gm: torch.fx.GraphModule, example: torch.Tensor, path: Path) ->
             torch.onnx.export(ep, (x,), str(raw), dynamo=True, input_names=["input"], output_names=["output"],
                               external_data=False, verbose=False)
     except Exception as e:
-        raise CompressError(f"exporting the QAT model to ONNX failed ({type(e).__name__}: "
+        raise ConverterError(f"exporting the QAT model to ONNX failed ({type(e).__name__}: "
                             f"{str(e).splitlines()[0] if str(e) else ''}); use --quantize int8 instead") from e
     optimize(raw, path)
     raw.unlink()

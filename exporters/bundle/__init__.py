@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from compressor.core import chromium
-from compressor.core.errors import CompressError
+from compressor.core.errors import CompressError, ConverterError
 from compressor.core.files import file_rows
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -76,12 +76,12 @@ def _open(page: Any, url: str) -> list[str]:
         page.wait_for_function("document.body && document.body.dataset.done === '1'", timeout=PAGE_TIMEOUT_MS)
     except Exception as e:  # noqa: BLE001 - playwright's TimeoutError
         why = "; ".join(errors) or str(e).splitlines()[0]
-        raise CompressError(f"the bundle page did not finish in {PAGE_TIMEOUT_MS // 1000} s in Chromium ({why})") \
+        raise ConverterError(f"the bundle page did not finish in {PAGE_TIMEOUT_MS // 1000} s in Chromium ({why})") \
             from None
     result = page.evaluate("window.result")
     if not result or "error" in result:
         why = (result or {}).get("error") or "; ".join(errors) or "no result"
-        raise CompressError(f"the bundle's index.html failed in Chromium: {why}")
+        raise ConverterError(f"the bundle's index.html failed in Chromium: {why}")
     return errors
 
 
@@ -124,6 +124,6 @@ def run_inputs(bundle: Path, inputs: np.ndarray) -> tuple[np.ndarray, dict[str, 
             got = page.evaluate(RUN_ALL, [payload, dtype, len(x)])
         except Exception as e:  # noqa: BLE001 - playwright's Error: the page's exception text
             why = str(e).strip().splitlines()[0] if str(e).strip() else "; ".join(errors)
-            raise CompressError(f"the model failed in Chromium ({why})") from None
+            raise ConverterError(f"the model failed in Chromium ({why})") from None
     out = np.frombuffer(base64.b64decode(got["out"]), dtype=np.float32).reshape(len(x), -1)
     return out, got["info"]

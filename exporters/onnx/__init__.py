@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from compressor.core.artifact import Artifact, TensorSpec, batch1
-from compressor.core.errors import CompressError
+from compressor.core.errors import ConverterError
 from compressor.core.files import onnx_external_data
 from compressor.core.parity import Parity, compare, rule
 
@@ -66,7 +66,7 @@ def to_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, *, opset:
             raise  # disk full, read-only: the caller reports those, not as an export failure
         except Exception as e:  # noqa: BLE001 - each exporter fails in its own way; keep the reasons
             errors.append(f"{how}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-    raise CompressError(f"ONNX export failed ({' | '.join(errors)}); check that the model's forward is "
+    raise ConverterError(f"ONNX export failed ({' | '.join(errors)}); check that the model's forward is "
                         "traceable (no data-dependent Python control flow)")
 
 
@@ -105,7 +105,7 @@ def optimize(src: Path, dst: Path) -> None:
     try:
         onnx.checker.check_model(str(src), full_check=True)
     except Exception as e:
-        raise CompressError(f"the exported ONNX graph is invalid ({str(e).splitlines()[0]}); report the model") from e
+        raise ConverterError(f"the exported ONNX graph is invalid ({str(e).splitlines()[0]}); report the model") from e
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     so.optimized_model_filepath = str(dst)

@@ -17,7 +17,7 @@ import numpy as np
 
 from compressor.core.budget import Settings
 from compressor.core.chromium import NODE_MODULES
-from compressor.core.errors import CompressError
+from compressor.core.errors import CompressError, ConverterError
 
 # the ops whose weights are quantized; these are the "layers" of the sensitivity analysis
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -110,7 +110,7 @@ def static_int8(src: Path, dst: Path, calib: np.ndarray, s: Settings,
     except CompressError:
         raise
     except Exception as e:
-        raise CompressError(f"ONNX Runtime static quantization failed ({type(e).__name__}: "
+        raise ConverterError(f"ONNX Runtime static quantization failed ({type(e).__name__}: "
                             f"{str(e).splitlines()[0] if str(e) else ''}); try --calib-method minmax") from e
     return dst
 
@@ -129,7 +129,7 @@ def dynamic_int8(src: Path, dst: Path, *, per_channel: bool, reduce_range: bool,
             quantize_dynamic(m, str(dst), per_channel=per_channel, reduce_range=reduce_range,
                              weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types))
     except Exception as e:
-        raise CompressError(f"ONNX Runtime dynamic quantization failed ({type(e).__name__}: {e}); "
+        raise ConverterError(f"ONNX Runtime dynamic quantization failed ({type(e).__name__}: {e}); "
                             "use --quantize int8 instead") from e
     return dst
 
@@ -189,7 +189,7 @@ def run_in_ort_web(path: Path, x: np.ndarray, timeout: float = 120) -> np.ndarra
                            capture_output=True, text=True, timeout=timeout, check=False)
     if r.returncode != 0:
         last = (r.stderr.strip().splitlines() or ["no output"])[-1]
-        raise CompressError(f"{path.name} does not run in onnxruntime-web ({last[:300]}); use the int8-web variant")
+        raise ConverterError(f"{path.name} does not run in onnxruntime-web ({last[:300]}); use the int8-web variant")
     return np.asarray(json.loads(r.stdout)["outputs"], dtype=np.float32).reshape(len(x), -1)
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from compressor.core.artifact import Artifact, TensorSpec, batch1
-from compressor.core.errors import CompressError
+from compressor.core.errors import CompressError, ConverterError
 from compressor.core.parity import Parity, compare, rule
 
 from .. import tf_route
@@ -122,10 +122,10 @@ def converter_error(job: ExportJob, variant: str, text: str) -> CompressError:
     node = tf_route.node_in_text(tf_route.tf_onnx(job), text) or tf_route.node_for_tf_ops(tf_route.tf_onnx(job), ops)
     where = f" in {tf_route.describe_node(node)}" if node is not None else ""
     if ops:
-        return CompressError(f"TFLite {variant}: TensorFlow op(s) {', '.join(ops)}{where} have no builtin TFLite "
+        return ConverterError(f"TFLite {variant}: TensorFlow op(s) {', '.join(ops)}{where} have no builtin TFLite "
                              "kernel (they would need Select-TF/Flex); replace that layer, or use --target onnx")
     first = next((ln.strip() for ln in text.splitlines() if "error" in ln.lower()), text.strip()[:200])
-    return CompressError(f"TFLite {variant} conversion failed{where}: {first[:300]}; try another variant")
+    return ConverterError(f"TFLite {variant} conversion failed{where}: {first[:300]}; try another variant")
 
 
 def interpreter(path: Path, threads: int | None = None):
@@ -138,7 +138,7 @@ def interpreter(path: Path, threads: int | None = None):
             it.allocate_tensors()
     except (RuntimeError, ValueError) as e:
         flex = sorted(set(re.findall(r"Flex\w+", str(e))))
-        raise CompressError(f"{path.name} does not run on the builtin LiteRT interpreter "
+        raise ConverterError(f"{path.name} does not run on the builtin LiteRT interpreter "
                             f"({', '.join(flex) or str(e).splitlines()[0]}); replace that layer") from None
     return it
 
@@ -170,7 +170,7 @@ def run(path: Path, inputs: np.ndarray, layout: str = "nchw") -> np.ndarray:
         try:
             it.invoke()
         except RuntimeError as e:  # a kernel refusing its quantized inputs, e.g. a DIV by a zero-point
-            raise CompressError(f"{path.name} failed on the LiteRT interpreter ({_failed_node(it, str(e))}); "
+            raise ConverterError(f"{path.name} failed on the LiteRT interpreter ({_failed_node(it, str(e))}); "
                                 "this variant does not suit the model: choose other --variants") from None
         outs.append(dequantize_output(it.get_tensor(out["index"]), out))
     return np.concatenate(outs)
