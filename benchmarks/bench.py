@@ -8,6 +8,7 @@ achieved GFLOP/s and parity against the reference. A browser row only counts wit
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Any, Self
 import numpy as np
 from rich.console import Console
 
+from compressor.core.checks import check_number
 from compressor.core.errors import CompressError
 from compressor.core.files import sizes
 from compressor.core.parity import compare, rule
@@ -25,6 +27,7 @@ from compressor.core.registry import check_choice
 
 from . import stats
 from .discover import Item, canonical_shape, to_layout
+from .gate import SCHEMA
 from .harness import PRESETS, Bounds, Job, run_isolated
 from .platforms import PlatformOptions, Setting, expand
 
@@ -45,6 +48,9 @@ class BenchOptions:
     def __post_init__(self) -> None:
         if self.repeats < 1:
             raise CompressError("--repeats must be at least 1")
+        # Bounds checks their order, not NaN or Inf: a NaN warm-up would never end, an Inf cap never bind
+        for name in ("warmup_seconds", "min_seconds", "max_seconds", "batch_seconds"):
+            check_number(f"--{name.replace('_', '-')}", getattr(self.bounds, name), 0, hint="seconds")
 
     def settings(self) -> list[Setting]:
         all_ = expand(self.targets, self.platform_options)
@@ -103,6 +109,9 @@ def _row_from(setting: Setting, it: Item, res: dict[str, Any], facts: dict[str, 
     if "error" in res:
         return {**row, "error": res["error"], "counted": False}
     samples = res.pop("samples_ms")
+    bad = sum(1 for x in samples if not math.isfinite(x))
+    if bad or not samples:  # a row with NaN timings is no measurement: never counted, so never gated as one
+        return {**row, "error": f"{bad} of {len(samples)} timing samples are NaN or Inf", "counted": False}
     s = stats.summarize(samples)
     outputs = res.pop("outputs", None)
     row.update(res)
@@ -183,9 +192,10 @@ def run(items: list[Item], opts: BenchOptions, *, reference: Reference | None = 
             row["parity_reference"] = kind
             rows.append(row)
             console.print(_line(label, row))
-    return {"schema": 1, "kind": "edge-compress bench",
+    return {"schema": SCHEMA, "kind": "edge-compress bench",
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "machine": mach, "bounds": asdict(opts.bounds), "targets": list(opts.targets),
+            "settings": [st.name for st in settings],  # what this run measured: the gate's scope
             "target_options": asdict(opts.platform_options),  # bench.json schema 1 keeps its key
             "statistics": {"summary": "median, IQR, p90, min; 95% percentile-bootstrap CI of the median",
                            "gate": stats.TEST_PROCESS if opts.repeats >= stats.MIN_PROCESSES

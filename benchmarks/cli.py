@@ -3,7 +3,9 @@
     compress bench OUT_DIR_OR_FILES --targets cpu,mobile,browser --save baseline.json
     compress bench OUT_DIR --compare baseline.json --fail-slower 10% --fail-larger 5% --max-accuracy-drop 1.0
     compress bench --ab A B --fail-slower 10%          (interleaved A B A B ..., gates on B/A)
-Exit status: 0 ok, 1 a gate failed, 2 bad input.
+Exit status: 0 ok, 1 a gate failed (a budget exceeded, or a baseline row not measured), 2 bad input
+(also: files that differ from their manifest without --accept-modified, a baseline of another schema,
+or of another machine with --fail-other-machine). Rules: docs/benchmarks.md#the-gate.
 """
 from __future__ import annotations
 
@@ -18,7 +20,10 @@ from .harness import PRESETS, Bounds
 
 EPILOG = """gate: latency fails only when the slowdown exceeds --fail-slower AND a one-sided Mann-Whitney U test
 (current vs baseline x (1 + threshold), --alpha) says so; the table shows ratios of medians with 95%
-bootstrap intervals. Devices (--device): see benchmarks/platforms.py; --cpu-throttle 4 = DevTools mid-tier."""
+bootstrap intervals. Every row counted in the baseline whose setting this run measures must be measured
+again (missing, erroring or NaN rows fail; --only/--targets narrow the settings). A baseline from another
+machine is a loud warning (--fail-other-machine: refused). Devices (--device): see benchmarks/platforms.py;
+--cpu-throttle 4 = DevTools mid-tier. Exit status: 0 passed, 1 gate failed, 2 bad input."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -32,6 +37,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-larger", help="fail when an artifact grew by more than this, e.g. 5%%")
     p.add_argument("--max-accuracy-drop", type=float, help="fail when accuracy drops by more points than this")
     p.add_argument("--alpha", type=float, default=0.01, help="significance level of the latency test (0.01)")
+    p.add_argument("--fail-other-machine", action="store_true", help="refuse a --compare baseline measured on "
+                   "another CPU model, architecture or core count (default: a loud warning)")
+    p.add_argument("--accept-modified", action="store_true", help="benchmark an output folder whose files no "
+                   "longer match its manifest.json (refused by default); recorded in bench.json")
     p.add_argument("--ab", nargs=2, type=Path, metavar=("A", "B"), help="interleave A and B and gate on B/A")
     p.add_argument("--rounds", type=int, default=5, help="A/B rounds (default 5; >= 5 for a per-process test)")
     p.add_argument("--repeats", type=int, default=1, help="fresh processes per row (>= 5: the gate tests "
@@ -88,15 +97,18 @@ def main(argv: list[str]) -> int:
             raise CompressError(f"{p} does not exist")
     baseline = None
     if a.compare:
-        from .gate import load
-
-        baseline = load(a.compare)  # read it first: a bad baseline should fail before minutes of timing
+        baseline = _baseline(a)  # read it first: a bad baseline should fail before minutes of timing
     from . import bench, discover, gate, report
 
+    changed = _verify(a.paths, a.accept_modified, console)  # before reading the files for their inputs
     items, manifest = discover.discover(a.paths)
     if not items:
         raise CompressError(f"nothing to benchmark in {', '.join(map(str, a.paths))}")
-    result = bench.run(items, opts, console=console, extra=report.sections_from(manifest))
+    for it in items:
+        if any(c["name"] == it.name for c in changed):
+            it.info["modified_since_manifest"] = True
+    extra = {**report.sections_from(manifest), **({"modified_since_manifest": changed} if changed else {})}
+    result = bench.run(items, opts, console=console, extra=extra)
     out = a.report or (a.paths[0] if len(a.paths) == 1 and a.paths[0].is_dir() else None)
     if a.save:
         gate.save(result, a.save)
@@ -114,12 +126,42 @@ def main(argv: list[str]) -> int:
     return 1 if g.failed else 0
 
 
+def _baseline(a: argparse.Namespace) -> dict:
+    from .gate import load, machine_differences
+    from .machine import cpu_info
+
+    baseline = load(a.compare)
+    differs = machine_differences(baseline.get("machine"), {"cpu": cpu_info()})
+    if differs and a.fail_other_machine:
+        raise CompressError(f"baseline {a.compare} was measured on another machine ({'; '.join(differs)}); "
+                            "record it on this machine type, or drop --fail-other-machine")
+    return baseline
+
+
+def _verify(paths: list[Path], accept: bool, console) -> list[dict]:
+    """Output folders' files against their manifests: refused when changed, unless --accept-modified."""
+    from . import discover
+
+    changed = []
+    for p in paths:
+        if p.is_dir() and (p / "manifest.json").is_file():
+            changed += discover.verify(p, discover.read_manifest(p), accept)
+    for c in changed:
+        console.print(f"[bold yellow]WARNING[/]: {c['path']} differs from its manifest.json "
+                      f"({discover.difference(c)}); benchmarked as it is (--accept-modified): the manifest's "
+                      "accuracy and parity describe the original file")
+    return changed
+
+
 def _ab(a: argparse.Namespace, opts, budget, console) -> int:
     from . import ab, gate
 
     if a.paths or a.compare:
         raise CompressError("--ab A B takes no other paths and no --compare")
+    changed = _verify(list(a.ab), a.accept_modified, console)
     doc, g = ab.run(ab.pair([a.ab[0]], [a.ab[1]]), opts, budget, rounds=a.rounds, console=console)
+    if changed:
+        doc["modified_since_manifest"] = changed
     if a.save:
         gate.save(doc, a.save)
     gate.print_gate(g, console, title="A/B interleaved: B vs A", sides=("A", "B"))

@@ -3,6 +3,8 @@
 Timing uses inputs of the right shape and dtype (the held-out data is not in the output
 folder); parity inputs are given in the model's own layout (as PyTorch takes them) and
 converted to each artifact's layout (TFLite/TF.js artifacts may take NHWC).
+An output folder's artifacts are checked against its manifest (size and sha256, as
+compressor.core.files.digest made them): the manifest's figures describe those files only.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import numpy as np
 import exporters
 from compressor.core.artifact import batch1
 from compressor.core.errors import CompressError
+from compressor.core.files import digest
 
 BENCHED_FORMATS = ("onnx", "tflite", "tfjs", "torchscript", "pt2")
 
@@ -39,7 +42,12 @@ def spec_of(path: Path, fmt: str) -> tuple[tuple[int, ...], str]:
     """(batch-1 input shape, dtype) read from the artifact itself, by the target that writes the format."""
     if fmt in ("torchscript", "pt2"):
         raise CompressError(f"cannot read the input of {path} ({fmt}); pass --input-shape")
-    return exporters.input_spec(path, fmt)
+    try:
+        return exporters.input_spec(path, fmt)
+    except CompressError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a damaged file fails in its own library, each in its own way
+        raise CompressError(f"{path} is not a readable {fmt} artifact ({type(e).__name__}); re-export it") from None
 
 
 def format_of(path: Path) -> str:
@@ -63,10 +71,30 @@ def item(name: str, path: Path, fmt: str, variant: str, inputs: list[Any], parit
     return Item(name, path, fmt, variant, shape, dtype, {"accuracy": p.get("accuracy"), "export_parity": p or None})
 
 
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """manifest.json of an output folder, its artifact entries checked enough to be used."""
+    where = folder / "manifest.json"
+    try:
+        man = json.loads(where.read_text())
+    except (OSError, ValueError, RecursionError) as e:
+        raise CompressError(f"cannot read {where} ({type(e).__name__}); re-run the export that wrote it") from None
+    arts = man.get("artifacts") if isinstance(man, dict) else None
+    if not isinstance(arts, list) or not all(
+            isinstance(a, dict) and all(isinstance(a.get(k), str) for k in ("name", "path", "format", "variant"))
+            for a in arts):
+        raise CompressError(f"{where} is not an output folder's manifest (no valid artifacts list); re-run the "
+                            "export that wrote it")
+    for a in arts:
+        p = Path(a["path"])
+        if p.is_absolute() or ".." in p.parts:  # its figures describe files in the folder, nothing else
+            raise CompressError(f"{where} lists {a['path']!r}, outside the folder; re-run the export")
+    return man
+
+
 def from_manifest(folder: Path) -> tuple[list[Item], dict[str, Any]]:
-    man = json.loads((folder / "manifest.json").read_text())
+    man = read_manifest(folder)
     items = []
-    for a in man.get("artifacts", []):
+    for a in man["artifacts"]:
         if a["format"] not in BENCHED_FORMATS:
             continue
         path = folder / a["path"]
@@ -74,6 +102,35 @@ def from_manifest(folder: Path) -> tuple[list[Item], dict[str, Any]]:
             raise CompressError(f"{path} is listed in {folder}/manifest.json but missing; re-run the export")
         items.append(item(a["name"], path, a["format"], a["variant"], a.get("inputs") or [], a.get("parity")))
     return items, man
+
+
+def verify(folder: Path, man: dict[str, Any], accept: bool = False) -> list[dict[str, Any]]:
+    """Each benchmarked artifact's size and sha256 against the manifest; returns the mismatches.
+
+    A mismatch is refused (the manifest's accuracy and parity would be quoted for other files) unless
+    `accept` (--accept-modified): then the caller records and prints them.
+    """
+    changed = []
+    for a in man["artifacts"]:
+        path = folder / a["path"]
+        if a["format"] not in BENCHED_FORMATS or not path.exists():
+            continue
+        size, sha = digest(path)
+        if size != a.get("size_bytes") or sha != a.get("sha256"):
+            changed.append({"name": a["name"], "path": a["path"], "manifest_bytes": a.get("size_bytes"),
+                            "bytes": size, "manifest_sha256": a.get("sha256"), "sha256": sha})
+    if changed and not accept:
+        what = "; ".join(f"{c['path']}: {difference(c)}" for c in changed)
+        raise CompressError(f"{len(changed)} artifact(s) in {folder} no longer match its manifest.json ({what}); "
+                            "re-export the folder, or pass --accept-modified to benchmark the files as they are")
+    return changed
+
+
+def difference(c: dict[str, Any]) -> str:
+    if c["manifest_sha256"] is None:
+        return "no sha256 in the manifest"
+    sizes = f"{c['manifest_bytes']} -> {c['bytes']} bytes" if c["manifest_bytes"] != c["bytes"] else "same size"
+    return f"sha256 {str(c['manifest_sha256'])[:12]} -> {c['sha256'][:12]}, {sizes}"
 
 
 def discover(paths: list[Path]) -> tuple[list[Item], dict[str, Any] | None]:

@@ -6,10 +6,15 @@ per-process medians when each side has >= 5 fresh processes: --repeats, or --ab 
 Size: fails when an artifact grew by more than --fail-larger (sizes are exact, no test needed).
 Accuracy: fails when an artifact lost more than --max-accuracy-drop points against the baseline,
 or, without a baseline, against the PyTorch model it was exported from.
+Unmeasured: a row counted in the baseline that this run should have measured (its setting ran) but
+did not, or measured with NaN/Inf samples, fails: a gate cannot pass on what it did not see.
+Machine: a baseline from another CPU model, architecture or core count is a loud warning (or, with
+--fail-other-machine, refused before any timing); a baseline of another schema is refused.
 """
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +23,15 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from compressor.core.checks import check_number
 from compressor.core.errors import CompressError
 from compressor.core.parity import accuracy_drop_points
 
 from . import stats
+
+SCHEMA = 1  # bench.json's layout; a baseline of another schema is refused, never half-read
+MACHINE_KEYS = (("model", "CPU model"), ("arch", "architecture"), ("logical_cores", "logical cores"),
+                ("usable_cores", "usable cores"))
 
 
 @dataclass(frozen=True)
@@ -32,12 +42,13 @@ class Budget:
     alpha: float = stats.DEFAULT_ALPHA
 
     def __post_init__(self) -> None:
-        for name in ("fail_slower", "fail_larger"):
+        # NaN passes `v < 0` and would disable a budget without a word
+        for name in ("fail_slower", "fail_larger", "max_accuracy_drop"):
             v = getattr(self, name)
-            if v is not None and v < 0:
-                raise CompressError(f"--{name.replace('_', '-')} must be >= 0%")
-        if not 0 < self.alpha < 1:
-            raise CompressError("--alpha must be between 0 and 1")
+            if v is not None:
+                check_number(f"--{name.replace('_', '-')}", v, 0,
+                             hint="percentage points" if name == "max_accuracy_drop" else "a fraction: 0.1 = 10%")
+        check_number("--alpha", self.alpha, 0, 1, low_open=True, high_open=True, hint="default 0.01")
 
 
 @dataclass
@@ -46,15 +57,22 @@ class GateResult:
     size: list[dict[str, Any]] = field(default_factory=list)
     accuracy: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    broken: list[str] = field(default_factory=list)  # counted in the baseline, failing or not counted now
+    # counted in the baseline, not measured now (missing, error, parity, NaN): each one fails the gate
+    unmeasured: list[dict[str, Any]] = field(default_factory=list)
+    machine: list[str] = field(default_factory=list)  # how this machine differs from the baseline's
+
+    @property
+    def broken(self) -> list[str]:
+        return [r["why"] for r in self.unmeasured]
 
     @property
     def failed(self) -> bool:
-        return bool(self.broken) or any(r.get("failed") for r in self.latency + self.size + self.accuracy)
+        return bool(self.unmeasured) or any(r.get("failed") for r in self.latency + self.size + self.accuracy)
 
     def to_dict(self) -> dict[str, Any]:
         return {"failed": self.failed, "latency": self.latency, "size": self.size, "accuracy": self.accuracy,
-                "notes": self.notes, "broken": self.broken}
+                "notes": self.notes, "broken": self.broken, "unmeasured": self.unmeasured,
+                "other_machine": self.machine}
 
 
 def parse_percent(text: str, flag: str) -> float:
@@ -63,8 +81,8 @@ def parse_percent(text: str, flag: str) -> float:
         v = float(str(text).strip().rstrip("%"))
     except ValueError:
         raise CompressError(f"{flag} expects a percentage like 10%, got {text!r}") from None
-    if v < 0:
-        raise CompressError(f"{flag} must be >= 0%")
+    if not math.isfinite(v) or v < 0:  # "nan%" would switch the budget off
+        raise CompressError(f"{flag} {text} must be a finite percentage >= 0%, like 10%")
     return v / 100.0
 
 
@@ -73,17 +91,57 @@ def save(result: dict[str, Any], path: Path) -> None:
 
 
 def load(path: Path) -> dict[str, Any]:
+    """A baseline written by `compress bench --save`, checked enough that comparing it cannot crash."""
+    make = "make one with `compress bench ... --save`"
     try:
         d = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise CompressError(f"cannot read baseline {path} ({e}); make one with `compress bench ... --save`") from e
+    except (OSError, ValueError) as e:  # ValueError: bad JSON, or bytes that are not UTF-8
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise CompressError(f"cannot read baseline {path} ({first}); {make}") from None
+    except RecursionError:  # [[[[...]]]] nested past the parser's stack
+        raise CompressError(f"baseline {path} is nested too deeply to be a bench result; {make}") from None
+    if not isinstance(d, dict):
+        raise CompressError(f"baseline {path} is a JSON {type(d).__name__}, not a bench result; {make}")
     if d.get("kind") != "edge-compress bench":
-        raise CompressError(f"{path} is not a bench result; make one with `compress bench ... --save`")
+        raise CompressError(f"baseline {path} is not a bench result; {make}")
+    if d.get("schema") != SCHEMA:
+        raise CompressError(f"baseline {path} has bench.json schema {d.get('schema')!r}, this version reads "
+                            f"schema {SCHEMA}; record the baseline again with this version (--save)")
+    rows, arts = d.get("rows"), d.get("artifacts")
+    if not isinstance(rows, list) or not isinstance(arts, list) or \
+            not all(isinstance(r, dict) and isinstance(r.get("artifact"), str) and isinstance(r.get("setting"), str)
+                    for r in rows) or \
+            not all(isinstance(a, dict) and isinstance(a.get("name"), str) and _finite(a.get("size_bytes"))
+                    and (a.get("accuracy") is None or _finite(a["accuracy"])) for a in arts):
+        raise CompressError(f"baseline {path} has damaged rows or artifacts; {make}")
     return d
 
 
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def finite_samples(row: dict[str, Any]) -> bool:
+    """Whether a row's timings can be compared: samples (and per-process medians) present and all finite."""
+    samples, medians = row.get("samples_ms"), row.get("process_medians_ms")
+    if not isinstance(samples, list) or not samples or not isinstance(medians, (list, type(None))):
+        return False
+    return all(_finite(v) for v in samples + (medians or []))
+
+
+def machine_differences(baseline: dict[str, Any] | None, current: dict[str, Any] | None) -> list[str]:
+    """How the current machine's CPU differs from the baseline's (bench.json `machine` sections)."""
+    b_cpu, c_cpu = (baseline or {}).get("cpu"), (current or {}).get("cpu")
+    if not isinstance(c_cpu, dict):
+        return []  # nothing to compare with (a hand-made current document)
+    if not isinstance(b_cpu, dict):
+        return ["the baseline does not say which machine it was measured on"]
+    return [f"{label}: {b_cpu.get(k)!r} in the baseline, {c_cpu.get(k)!r} now" for k, label in MACHINE_KEYS
+            if b_cpu.get(k) != c_cpu.get(k)]
+
+
 def _counted(result: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(r["artifact"], r["setting"]): r for r in result["rows"] if r.get("counted") and r.get("samples_ms")}
+    return {(r["artifact"], r["setting"]): r for r in result["rows"] if r.get("counted")}
 
 
 def latency_row(key: tuple[str, str], base: dict[str, Any], cur: dict[str, Any], budget: Budget) -> dict[str, Any]:
@@ -100,18 +158,31 @@ def latency_row(key: tuple[str, str], base: dict[str, Any], cur: dict[str, Any],
 
 
 def compare(baseline: dict[str, Any], current: dict[str, Any], budget: Budget) -> GateResult:
-    g = GateResult()
+    g = GateResult(machine=machine_differences(baseline.get("machine"), current.get("machine")))
     b_rows, c_rows = _counted(baseline), _counted(current)
-    for key in c_rows:
-        if key in b_rows:
-            g.latency.append(latency_row(key, b_rows[key], c_rows[key], budget))
-        else:
+    for key, c in c_rows.items():
+        b = b_rows.get(key)
+        if b is None:
             g.notes.append(f"{key[0]} on {key[1]}: not in the baseline (not gated)")
-    ran = {(r["artifact"], r["setting"]) for r in current["rows"]}
-    for key in sorted((b_rows.keys() - c_rows.keys()) & ran):  # settings left out on purpose are not news
-        r = next(r for r in current["rows"] if (r["artifact"], r["setting"]) == key)
-        why = r.get("error") or ("parity failed" if r.get("parity") else "no parity")
-        g.broken.append(f"{key[0]} on {key[1]}: ran in the baseline, now {why}")
+        elif not finite_samples(b):
+            _unmeasured(g, key, b, c, "NaN in baseline", "the baseline's samples are missing, NaN or Inf "
+                        "(record it again)")
+        elif not finite_samples(c):
+            _unmeasured(g, key, b, c, "NaN samples", "its samples are missing, NaN or Inf")
+        else:
+            g.latency.append(latency_row(key, b, c, budget))
+    now = {(r["artifact"], r["setting"]): r for r in current["rows"]}
+    # the settings this run measured (--targets, --only); older documents without the list: those in its rows
+    scope = set(current.get("settings") or {k[1] for k in now})
+    for key in sorted(b_rows.keys() - c_rows.keys()):
+        r = now.get(key)
+        if r is not None:
+            why = r.get("error") or ("parity failed" if r.get("parity") else "no parity")
+            _unmeasured(g, key, b_rows[key], None, "error" if r.get("error") else "parity", why)
+        elif key[1] in scope:
+            _unmeasured(g, key, b_rows[key], None, "missing", "missing from this run (artifact gone or renamed?)")
+        else:  # a setting left out on purpose (--only, --targets) is not news
+            g.notes.append(f"{key[0]} on {key[1]}: setting not measured in this run (not gated)")
     b_art = {a["name"]: a for a in baseline["artifacts"]}
     for a in current["artifacts"]:
         b = b_art.get(a["name"])
@@ -126,11 +197,25 @@ def compare(baseline: dict[str, Any], current: dict[str, Any], budget: Budget) -
     return g
 
 
+def _unmeasured(g: GateResult, key: tuple[str, str], base: dict[str, Any], cur: dict[str, Any] | None,
+                verdict: str, why: str) -> None:
+    g.unmeasured.append({"artifact": key[0], "setting": key[1], "baseline_ms": _median(base),
+                         "current_ms": _median(cur), "verdict": verdict, "failed": True,
+                         "why": f"{key[0]} on {key[1]}: counted in the baseline, now {why}"})
+
+
+def _median(row: dict[str, Any] | None) -> float | None:
+    if row is None or not finite_samples(row):
+        return None
+    return float(np.median(row["samples_ms"]))
+
+
 def _acc_row(name: str, against: str, ref: float, acc: float, budget: Budget) -> dict[str, Any]:
     drop = accuracy_drop_points(ref, acc)
     return {"artifact": name, "against": against, "reference": ref, "accuracy": acc, "drop_points": drop,
             "budget_points": budget.max_accuracy_drop,
-            "failed": budget.max_accuracy_drop is not None and drop > budget.max_accuracy_drop}
+            # `not drop <= budget`: a NaN accuracy fails the budget instead of slipping past `>`
+            "failed": budget.max_accuracy_drop is not None and not drop <= budget.max_accuracy_drop}
 
 
 def accuracy_vs_export(current: dict[str, Any], budget: Budget) -> GateResult:
@@ -145,15 +230,23 @@ def accuracy_vs_export(current: dict[str, Any], budget: Budget) -> GateResult:
 
 def print_gate(g: GateResult, console: Console, title: str = "latency: current vs baseline",
                sides: tuple[str, str] = ("baseline", "current")) -> None:
-    if g.latency:
+    if g.machine:
+        console.print(f"[bold red]WARNING: the baseline was measured on another machine[/] ({'; '.join(g.machine)}):"
+                      " latency ratios compare two machines, not two versions; record the baseline on this "
+                      "machine type (--fail-other-machine refuses such a baseline)")
+    if g.latency or g.unmeasured:
         tests = sorted({r["test"] for r in g.latency})
-        t = Table(title=f"{title} (gate: {'; '.join(tests)})")
+        other = " [bold red]ANOTHER MACHINE[/]" if g.machine else ""
+        t = Table(title=f"{title} (gate: {'; '.join(tests) or '-'}){other}")
         for c in ("artifact", "setting", f"{sides[0]} ms", f"{sides[1]} ms", "ratio", "95% CI", "p", "verdict"):
             t.add_column(c, justify="left" if c in ("artifact", "setting") else "right")
         for r in g.latency:
             t.add_row(r["artifact"], r["setting"], f"{r['baseline_ms']:.4g}", f"{r['current_ms']:.4g}",
                       f"{r['ratio']:.3f}", f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]", f"{r['p_value']:.2g}",
                       _verdict(r, f"> +{100 * r['threshold']:.0f}%"))
+        for r in g.unmeasured:
+            t.add_row(r["artifact"], r["setting"], _ms(r["baseline_ms"]), _ms(r["current_ms"]), "-", "-", "-",
+                      f"[red]FAIL ({r['verdict']})[/]")
         console.print(t)
     if g.size:
         t = Table(title="size")
@@ -175,7 +268,12 @@ def print_gate(g: GateResult, console: Console, title: str = "latency: current v
         console.print(f"note: {n}")
     for n in g.broken:
         console.print(f"[red]FAIL[/]: {n}")
-    console.print("[red]gate FAILED[/]" if g.failed else "[green]gate passed[/]")
+    verdict = "[red]gate FAILED[/]" if g.failed else "[green]gate passed[/]"
+    console.print(verdict + (" [bold red](baseline from another machine)[/]" if g.machine else ""))
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4g}"
 
 
 def _verdict(r: dict[str, Any], what: str) -> str:

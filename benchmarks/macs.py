@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from compressor.core.errors import CompressError
+
 
 def _shape(vi: Any) -> list[int] | None:
     dims = vi.type.tensor_type.shape.dim
@@ -22,7 +24,10 @@ def count(path: Path) -> dict[str, int]:
     """{"parameters", "macs"} of an ONNX model at batch 1."""
     import onnx
 
-    m = onnx.load(str(path), load_external_data=False)
+    try:
+        m = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError, or an OSError: either way not a model to count
+        raise CompressError(f"{path} is not a readable ONNX model ({type(e).__name__}); re-export it") from None
     params = sum(int(np.prod(t.dims)) for t in m.graph.initializer)
     g = m.graph
     inits = {t.name: list(t.dims) for t in g.initializer}

@@ -122,6 +122,9 @@ def demo_main(argv: list[str]) -> int:
 
     console = Console(stderr=True)
     if not demo.teacher_path_cached():
+        from .outputs import check_target
+
+        check_target(a.out, a.overwrite)  # a bad --out fails before the teacher's training, not after
         from rich.progress import Progress
 
         with Progress(console=console) as bar:
@@ -160,14 +163,23 @@ def bench_main(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     fn = COMMANDS.get(argv[0]) if argv else None
+    from .runs import run_folder, sigterm_as_interrupt
+
+    received: list[int] = []
     try:
-        return fn(argv[1:]) if fn else run_main(argv)
-    except CompressError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; the previous output is unchanged", file=sys.stderr)
-        return 130
+        with sigterm_as_interrupt(received), run_folder():
+            return fn(argv[1:]) if fn else run_main(argv)
+    except (Exception, KeyboardInterrupt) as e:
+        if received:  # whatever the interrupt became on its way up: an extension's import wraps it in ImportError
+            print("error: terminated (SIGTERM); the previous output is unchanged", file=sys.stderr)
+            return 143  # 128 + SIGTERM, as a shell reports a process that SIGTERM ended
+        if isinstance(e, CompressError):  # 2 bad input, 3 parity, 4 budget, 5 converter (core/errors.py)
+            print(f"error: {e}", file=sys.stderr)
+            return e.exit_code
+        if isinstance(e, KeyboardInterrupt):
+            print("error: interrupted; the previous output is unchanged", file=sys.stderr)
+            return 130
+        raise
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ code, and unknown keys are errors that list the known ones.
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,12 +18,14 @@ from benchmarks.harness import PRESETS
 from benchmarks.platforms import PlatformOptions, expand
 from exporters.base import ExportOptions
 
+from .core.checks import check_seed
 from .core.errors import CompressError
 from .core.registry import check_choice
 from .distill.config import DistillConfig
 from .quantize.config import QuantConfig, from_name
 
 C = TypeVar("C")
+MAX_DEPTH = 16  # a recipe is a few levels deep; far deeper data is a mistake (or an attack), refused early
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,10 @@ class RunConfig:
         exporters.expand(",".join(self.targets))
         if self.parity_samples is not None and self.parity_samples < 1:
             raise CompressError("--parity-samples must be at least 1")
+        check_seed(self.seed)
+        if self.input_shape is not None and (not self.input_shape or any(d < 1 for d in self.input_shape)):
+            raise CompressError(f"--input-shape {self.input_shape} must be positive sizes, batch first, "
+                                "e.g. 1,3,32,32")
         if isinstance(self.quantize, str):
             object.__setattr__(self, "quantize", from_name(self.quantize))
         if self.bench:
@@ -65,6 +72,7 @@ def from_mapping(cls: type[C], data: Any, where: str = "recipe") -> C:
     """Build dataclass `cls` from plain data (dicts, lists, scalars), checking every key."""
     if not isinstance(data, dict):
         raise CompressError(f"{where}: expected a mapping of options for {cls.__name__}, got {type(data).__name__}")
+    check_depth(data, where)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(data) - set(fields))
@@ -74,8 +82,32 @@ def from_mapping(cls: type[C], data: Any, where: str = "recipe") -> C:
     kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)
-    except TypeError as e:
+    except (TypeError, CompressError) as e:  # name the recipe: the option alone may read like a flag
         raise CompressError(f"{where}: {e}") from None
+
+
+def check_depth(data: Any, where: str = "recipe", limit: int = MAX_DEPTH) -> None:
+    """Refuse data nested deeper than `limit` (without recursing: a deep value must not blow the stack).
+
+    Each container is expanded again only when reached at a deeper level, so YAML aliases that share
+    one list many times over cost no more than the list itself; a cycle runs past the limit.
+    """
+    stack, seen = [(data, 1)], {}
+    while stack:
+        v, depth = stack.pop()
+        if not isinstance(v, (dict, list, tuple)):
+            continue
+        if depth > limit:
+            raise CompressError(f"{where} nests lists or mappings more than {limit} levels deep; a recipe is "
+                                "flat options (see docs/distillation.md#recipes)")
+        if seen.get(id(v), 0) >= depth:
+            continue
+        seen[id(v)] = depth
+        stack.extend((c, depth + 1) for c in (v.values() if isinstance(v, dict) else v))
+
+
+def _short(value: Any) -> str:
+    return reprlib.repr(value)  # bounded in length and depth, whatever the recipe holds
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:
@@ -96,13 +128,15 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         return tuple(_convert(args[0], v, where) for v in value)
     if tp is bool:
         if not isinstance(value, bool):
-            raise CompressError(f"{where}: expected true or false, got {value!r}")
+            raise CompressError(f"{where}: expected true or false, got {_short(value)}")
         return value
     if tp in (int, float, str):
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise CompressError(f"{where}: expected {tp.__name__}, got {type(value).__name__}")
+        if tp is int and isinstance(value, float) and not value.is_integer():  # int(2.5) would quietly be 2
+            raise CompressError(f"{where}: expected a whole number, got {_short(value)}")
         try:
             return tp(value)
-        except ValueError:
-            raise CompressError(f"{where}: expected {tp.__name__}, got {value!r}") from None
+        except (ValueError, OverflowError):  # OverflowError: int() of an infinite float
+            raise CompressError(f"{where}: expected {tp.__name__}, got {_short(value)}") from None
     return value

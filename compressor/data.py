@@ -1,11 +1,15 @@
 """Data sources: scikit-learn's bundled digits, a folder of images by class, or an .npz with x (and y).
 
-Every source gives float32 inputs shaped like the model's input (batch first) and int64
-labels (or none: unlabelled data, labelled by the teacher during distillation).
+Every source gives inputs shaped like the model's input (batch first), float32 (or integers for a model
+that takes them), and int64 labels (or none: unlabelled data, labelled by the teacher during distillation).
+Sizes a file claims (array shapes, the largest label) are checked before anything is built from them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+import os
+import zipfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +17,9 @@ import numpy as np
 from .core.errors import CompressError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".pgm", ".ppm"}
+MIN_SAMPLES = 20  # fewer cannot be split into train / validation / test with more than a sample or two each
+WARN_SAMPLES = 500  # fewer: a test split under 100 samples, whose accuracy is off by several points
+MAX_CLASSES = 100_000  # labels are class indices; a larger one is a mistake (or a file claiming a huge size)
 
 
 @dataclass(frozen=True)
@@ -21,6 +28,7 @@ class Dataset:
     y: np.ndarray | None  # (N,) int64, or None when unlabelled
     classes: tuple[str, ...]
     source: str
+    scale: str = "as stored"  # how the stored values became inputs (recorded in the manifest)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -33,53 +41,141 @@ class Splits:
     test: Dataset
 
 
+def physical_memory() -> int:
+    """Bytes of memory this process may use: the machine's, or its container's limit when lower."""
+    try:
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        total = 8 << 30
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            total = min(total, int(text))
+    return total
+
+
 def load_digits() -> Dataset:
     from sklearn.datasets import load_digits as sk_digits
 
     d = sk_digits()
     x = (d.images.astype(np.float32) / 16.0)[:, None, :, :]
-    return Dataset(x, d.target.astype(np.int64), tuple(str(c) for c in d.target_names), "digits")
+    return Dataset(x, d.target.astype(np.int64), tuple(str(c) for c in d.target_names), "digits", "pixels / 16")
 
 
-def load_npz(path: Path) -> Dataset:
+def _npy_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of each array in an .npz, from its header alone (the data is not read)."""
+    headers = {}
+    with zipfile.ZipFile(path) as z:
+        for name in z.namelist():
+            if not name.endswith(".npy"):
+                continue
+            with z.open(name) as f:
+                version = np.lib.format.read_magic(f)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(f)
+            headers[name[:-4]] = (tuple(shape), dtype)
+    return headers
+
+
+def _check_npz_header(path: Path, headers: dict) -> None:
+    if "x" not in headers:
+        raise CompressError(f"{path} has no array 'x' (found: {', '.join(headers) or 'none'}); "
+                            "save inputs as x= (and labels as y=) with numpy.savez")
+    shape, dtype = headers["x"]
+    if dtype.kind not in "iuf" or len(shape) < 2 or shape[0] == 0:
+        kind = {"c": " (complex numbers)", "b": " (booleans)", "U": " (text)", "S": " (bytes)"}.get(dtype.kind, "")
+        raise CompressError(f"{path}: x holds {dtype}{kind} values of shape {shape}; it must be a non-empty array "
+                            "of real numbers (float, or integers such as uint8 pixels), batch first")
+    need = int(np.prod(shape, dtype=np.float64) * (dtype.itemsize + 4))  # as stored, plus the float32 copy
+    if need > physical_memory() // 2:
+        raise CompressError(f"{path}: x declares shape {shape} ({dtype}), {need / 2**30:.1f} GiB to load, more "
+                            "than half this machine's memory; use fewer or smaller samples")
+    if "y" in headers:
+        y_shape, y_dtype = headers["y"]
+        if y_shape != (shape[0],) or y_dtype.kind not in "iu":
+            raise CompressError(f"{path}: y must be integer labels, one per row of x (got {y_dtype} {y_shape})")
+
+
+def load_npz(path: Path, num_classes: int | None = None) -> Dataset:
     try:
+        _check_npz_header(path, _npy_headers(path))
         with np.load(path, allow_pickle=False) as f:
-            if "x" not in f.files:
-                raise CompressError(f"{path} has no array 'x' (found: {', '.join(f.files) or 'none'}); "
-                                    "save inputs as x= (and labels as y=) with numpy.savez")
             x = f["x"]
             y = f["y"] if "y" in f.files else None
     except CompressError:
         raise
-    except Exception as e:  # noqa: BLE001 - numpy raises many kinds for a bad file
+    except Exception as e:  # noqa: BLE001 - numpy and zipfile raise many kinds for a bad file
         raise CompressError(f"cannot read {path} as .npz ({type(e).__name__}); save it with numpy.savez") from None
-    if not np.issubdtype(x.dtype, np.number) or x.ndim < 2 or len(x) == 0:
-        raise CompressError(f"{path}: x must be a non-empty numeric array, batch first (got {x.dtype} {x.shape})")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise CompressError(f"{path}: x holds NaN or Inf; clean the data")
+    classes: tuple[str, ...] = ()
     if y is not None:
-        if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
-            raise CompressError(f"{path}: y must be integer labels, one per row of x (got {y.dtype} {y.shape})")
         if y.min() < 0:
             raise CompressError(f"{path}: labels must be >= 0 (found {int(y.min())})")
-    classes = tuple(str(i) for i in range(int(y.max()) + 1)) if y is not None else ()
-    x = x if np.issubdtype(x.dtype, np.integer) and x.dtype == np.int64 else x.astype(np.float32)
-    return Dataset(x, None if y is None else y.astype(np.int64), classes, str(path))
+        top = int(y.max())
+        if num_classes is not None and top >= num_classes:  # before any list is built from the file's number
+            raise CompressError(f"labels go up to {top} but the model has {num_classes} outputs; "
+                                "fix the labels or the model")
+        if top >= MAX_CLASSES:
+            raise CompressError(f"{path}: labels go up to {top}; labels are class indices 0..C-1 with C at most "
+                                f"{MAX_CLASSES}: fix the labels")
+        classes = tuple(str(i) for i in range(top + 1))
+        y = y.astype(np.int64)
+    return Dataset(x, y, classes, str(path))
 
 
-def load_folder(path: Path, channels: int | None = None) -> Dataset:
+def _visible(entries: list[Path]) -> list[Path]:
+    """Without hidden entries (.ipynb_checkpoints, .git, macOS ._ files): they are never classes or samples."""
+    return sorted(p for p in entries if not p.name.startswith("."))
+
+
+def _class_dirs(path: Path) -> list[Path]:
+    dirs = [p for p in _visible(list(path.iterdir())) if p.is_dir()]
+    if not dirs:
+        raise CompressError(f"{path} has no class folders; put images in {path}/<class>/*.png")
+    return dirs
+
+
+def _folder_labels(path: Path, names: list[str], classes: tuple[str, ...] | None,
+                   num_classes: int | None) -> tuple[dict[str, int], tuple[str, ...]]:
+    """Label of each class folder: the model's index of its name when the model names its classes."""
+    if classes is not None:
+        unknown = [n for n in names if n not in classes]
+        if unknown:
+            raise CompressError(f"class folders {', '.join(unknown[:5])} in {path} are not among the model's "
+                                f"classes ({', '.join(classes[:10])}{' ...' if len(classes) > 10 else ''}); "
+                                "rename or remove them")
+        return {n: classes.index(n) for n in names}, classes
+    if num_classes is not None and len(names) > num_classes:
+        raise CompressError(f"{path} has {len(names)} class folders ({', '.join(names[:12])}"
+                            f"{' ...' if len(names) > 12 else ''}) but the model has {num_classes} outputs; "
+                            "remove the extra folders")
+    return {n: i for i, n in enumerate(names)}, tuple(names)
+
+
+def _image_mode(channels: int | None, image_mode: str) -> str:
+    mode = {1: "L", 3: "RGB", None: None}.get(channels, "RGB")
+    return mode or ("L" if image_mode in ("L", "1", "P") else "RGB")
+
+
+def load_folder(path: Path, channels: int | None = None, classes: tuple[str, ...] | None = None,
+                num_classes: int | None = None) -> Dataset:
     from PIL import Image, UnidentifiedImageError
 
-    class_dirs = sorted(p for p in path.iterdir() if p.is_dir())
-    if not class_dirs:
-        raise CompressError(f"{path} has no class folders; put images in {path}/<class>/*.png")
-    mode = {1: "L", 3: "RGB", None: None}.get(channels, "RGB")
+    class_dirs = _class_dirs(path)
+    labels, names = _folder_labels(path, [d.name for d in class_dirs], classes, num_classes)
     xs, ys, size = [], [], None
-    for label, d in enumerate(class_dirs):
-        for f in sorted(d.iterdir()):
+    for d in class_dirs:
+        for f in _visible(list(d.iterdir())):
             if f.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             try:
                 with Image.open(f) as im:
-                    im = im.convert(mode or ("L" if im.mode in ("L", "1", "P") else "RGB"))
+                    im = im.convert(_image_mode(channels, im.mode))
                     a = np.asarray(im, dtype=np.float32) / 255.0
             except (UnidentifiedImageError, OSError) as e:
                 raise CompressError(f"cannot read image {f} ({e.__class__.__name__}); remove or replace it") from None
@@ -90,47 +186,111 @@ def load_folder(path: Path, channels: int | None = None) -> Dataset:
                 raise CompressError(f"images differ in size: {f} is {a.shape[1:]} but earlier ones are {size[1:]}; "
                                     "resize them all to one size")
             xs.append(a)
-            ys.append(label)
+            ys.append(labels[d.name])
     if not xs:
         raise CompressError(f"no images found under {path} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    return Dataset(np.stack(xs), np.asarray(ys, np.int64), tuple(d.name for d in class_dirs), str(path))
+    return Dataset(np.stack(xs), np.asarray(ys, np.int64), names, str(path), "pixels / 255")
 
 
-def load(spec: str, channels: int | None = None) -> Dataset:
-    """`digits`, a folder of images by class, or an .npz file."""
+def conform(data: Dataset, input_dtype: str = "float32") -> Dataset:
+    """Inputs as the model takes them: integers for an integer model, else float32 (uint8 scaled like images)."""
+    x = data.x
+    if np.issubdtype(np.dtype(input_dtype), np.integer):
+        if x.dtype.kind not in "iu":
+            raise CompressError(f"the model takes {input_dtype} inputs (such as token ids) but {data.source} holds "
+                                f"{x.dtype} values ({data.scale}); give an .npz whose x holds integers")
+        return replace(data, x=x.astype(input_dtype, copy=False))
+    if x.dtype == np.uint8:  # 0..255 pixels: scaled as image files are, or a model trained on images sees 255x
+        return replace(data, x=x.astype(np.float32) / 255.0, scale="uint8 / 255, as image files are scaled")
+    if x.dtype.kind in "iu":
+        return replace(data, x=x.astype(np.float32), scale=f"{x.dtype} as float32, unscaled")
+    return replace(data, x=x.astype(np.float32, copy=False))
+
+
+def load(spec: str, channels: int | None = None, *, input_dtype: str = "float32", num_classes: int | None = None,
+         classes: tuple[str, ...] | None = None) -> Dataset:
+    """`digits`, a folder of images by class, or an .npz file; `num_classes` and `classes` (the model's) are
+    checked before anything is built from the labels."""
     if spec == "digits":
-        return load_digits()
+        return conform(load_digits(), input_dtype)
     p = Path(spec)
     if not p.exists():
         raise CompressError(f"data {spec!r} not found; give 'digits', a folder of images by class, or an .npz file")
     if p.is_dir():
-        return load_folder(p, channels)
+        return conform(load_folder(p, channels, classes, num_classes), input_dtype)
     if p.suffix == ".npz":
-        return load_npz(p)
+        return conform(load_npz(p, num_classes), input_dtype)
     raise CompressError(f"data {spec!r} is neither a folder nor an .npz file; give 'digits', a folder or an .npz")
+
+
+def sample_shape(spec: str, channels: int | None = None) -> tuple[int, ...] | None:
+    """The shape of one sample, read cheaply (a header, one image); None when it cannot tell (load() will say why)."""
+    try:
+        if spec == "digits":
+            return (1, 8, 8)
+        p = Path(spec)
+        if p.is_dir():
+            from PIL import Image
+
+            for d in _class_dirs(p):
+                for f in _visible(list(d.iterdir())):
+                    if f.suffix.lower() in IMAGE_SUFFIXES:
+                        with Image.open(f) as im:
+                            return (1 if _image_mode(channels, im.mode) == "L" else 3, im.height, im.width)
+            return None
+        if p.suffix == ".npz" and p.is_file():
+            shape = _npy_headers(p).get("x", ((),))[0]
+            return tuple(shape[1:]) if len(shape) >= 2 else None
+    except Exception:  # noqa: BLE001 - unreadable data is reported by load()
+        return None
+    return None
+
+
+def check_shape(sample: tuple[int, ...] | None, input_shape: tuple[int, ...]) -> None:
+    if sample is not None and tuple(sample) != tuple(input_shape[1:]):
+        raise CompressError(f"data samples have shape {tuple(sample)} but the model takes "
+                            f"{tuple(input_shape[1:])}; pass matching data or --input-shape")
 
 
 def check_fits(data: Dataset, input_shape: tuple[int, ...], num_classes: int | None) -> None:
     """The data must match the model: sample shape, and labels within its outputs."""
-    if tuple(data.x.shape[1:]) != tuple(input_shape[1:]):
-        raise CompressError(f"data samples have shape {tuple(data.x.shape[1:])} but the model takes "
-                            f"{tuple(input_shape[1:])}; pass matching data or --input-shape")
+    check_shape(tuple(data.x.shape[1:]), input_shape)
     if data.y is not None and num_classes is not None and int(data.y.max()) >= num_classes:
         raise CompressError(f"labels go up to {int(data.y.max())} but the model has {num_classes} outputs; "
                             "fix the labels or the model")
 
 
+def check_size(data: Dataset) -> str | None:
+    """An error below MIN_SAMPLES; below WARN_SAMPLES, the warning to show (and record)."""
+    n = len(data)
+    if n < MIN_SAMPLES:
+        raise CompressError(f"{data.source} has {n} sample{'s' * (n != 1)}; at least {MIN_SAMPLES} are needed to "
+                            "split it into train, validation and test sets: give more data")
+    if n < WARN_SAMPLES:
+        test = math.ceil(n * 0.2)  # as split() makes it
+        margin = 100 * 1.96 * math.sqrt(0.25 / test)  # the widest 95% interval of an accuracy measured on `test`
+        return (f"{data.source} has only {n} samples: accuracy measured on its {test} test samples can be off by "
+                f"up to ±{margin:.0f} points; {WARN_SAMPLES} or more give a reliable figure")
+    return None
+
+
 def split(data: Dataset, seed: int = 0, val: float = 0.15, test: float = 0.2) -> Splits:
-    """Deterministic split, stratified when labelled."""
+    """Deterministic split, stratified when labelled; at least MIN_SAMPLES."""
     from sklearn.model_selection import train_test_split
 
+    check_size(data)
     idx = np.arange(len(data))
-    strat = data.y if data.y is not None and np.bincount(data.y).min() >= 3 else None
+    strat = None
+    if data.y is not None:
+        # np.unique, not np.bincount: memory follows the number of samples, not the largest label. As before,
+        # a label with fewer than 3 samples, or none (a gap), means an unstratified split: the same splits
+        counts = np.unique(data.y, return_counts=True)[1]
+        strat = data.y if counts.min() >= 3 and len(counts) == int(data.y.max()) + 1 else None
     rest, te = train_test_split(idx, test_size=test, random_state=seed, stratify=strat)
     strat_rest = strat[rest] if strat is not None else None
     tr, va = train_test_split(rest, test_size=val / (1 - test), random_state=seed, stratify=strat_rest)
 
     def take(i: np.ndarray) -> Dataset:
-        return Dataset(data.x[i], None if data.y is None else data.y[i], data.classes, data.source)
+        return replace(data, x=data.x[i], y=None if data.y is None else data.y[i])
 
     return Splits(take(tr), take(va), take(te))

@@ -1,6 +1,7 @@
 """The built-in default: a small CNN teacher trained on scikit-learn's bundled digits, cached on disk."""
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -8,6 +9,7 @@ from pathlib import Path
 import torch
 
 from . import data as datasets
+from .core.errors import CompressError
 from .distill.trainer import fit
 from .evaluate import accuracy
 from .loading import LoadedModel, from_module, load_model, save_torchscript
@@ -23,6 +25,12 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+def cache_error(folder: Path, e: OSError) -> CompressError:
+    """One line for a cache folder that cannot be made, read or written (COMPRESS_CACHE=/proc/x, a full disk)."""
+    return CompressError(f"cannot use the cache folder {folder} ({e.strerror or type(e).__name__}); set "
+                         "COMPRESS_CACHE to a writable folder")
+
+
 def train_teacher(seed: int = 0, epochs: int = EPOCHS, progress=None) -> tuple[torch.nn.Module, float]:
     """Train the demo teacher on the training split; returns it and its held-out test accuracy."""
     splits = datasets.split(datasets.load_digits(), seed=0)
@@ -34,16 +42,20 @@ def train_teacher(seed: int = 0, epochs: int = EPOCHS, progress=None) -> tuple[t
 def teacher_path(progress=None) -> Path:
     """Path of the cached demo teacher (TorchScript), training it on first use."""
     path = cache_dir() / f"{VERSION}.pt"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        model, _ = train_teacher(progress=progress)
-        # write then rename: a concurrent or killed run never sees half a file
+    if teacher_path_cached():  # also checks the folder: an unusable one must not cost the training first
+        return path
+    model, _ = train_teacher(progress=progress)
+    # write then rename: a concurrent or killed run never sees half a file
+    tmp = None
+    try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         os.close(fd)
-        try:
-            save_torchscript(model, Path(tmp), DigitsCNN.input_shape)
-            os.replace(tmp, path)
-        finally:
+        save_torchscript(model, Path(tmp), DigitsCNN.input_shape)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise cache_error(path.parent, e) from None
+    finally:
+        if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
     return path
 
@@ -79,4 +91,15 @@ FORMATS = ("torchscript", "pt2", "state_dict", "pickle")
 
 
 def teacher_path_cached() -> bool:
-    return (cache_dir() / f"{VERSION}.pt").exists()
+    """Whether the teacher is cached. When it is not, its folder must be usable: checked here, before
+    the caller shows a progress bar for the training, so that the error is the only line printed."""
+    path = cache_dir() / f"{VERSION}.pt"
+    try:
+        if path.is_file():
+            return True
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "not writable")
+    except OSError as e:
+        raise cache_error(path.parent, e) from None
+    return False

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .core.errors import CompressError
 from .data import Dataset
 
 
@@ -15,13 +16,23 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def _logits(model: nn.Module, x: np.ndarray) -> torch.Tensor:
+    out = model(torch.from_numpy(np.ascontiguousarray(x)))
+    if not isinstance(out, torch.Tensor):  # loading refuses such models; a module built in Python may still be one
+        raise CompressError(f"the model returns a {type(out).__name__}, not one tensor of logits; wrap it to return "
+                            "only the logits")
+    return out
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: np.ndarray, batch: int = 512) -> np.ndarray:
     """Logits of `model` in eval mode, as a float32 array."""
     was_training = model.training
     model.eval()
-    outs = [model(torch.from_numpy(np.ascontiguousarray(x[i:i + batch]))) for i in range(0, len(x), batch)]
-    model.train(was_training)
+    try:
+        outs = [_logits(model, x[i:i + batch]) for i in range(0, len(x), batch)]
+    finally:
+        model.train(was_training)
     return torch.cat(outs).float().numpy()
 
 

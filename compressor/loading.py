@@ -2,22 +2,30 @@
 
 Formats: TorchScript (torch.jit.save), a torch.export program (.pt2), a state_dict with
 --arch package.module:ClassName, or a whole pickled nn.Module (only with --trust-model,
-since unpickling runs code).
+since unpickling runs code). A .pt2 archive holds pickles too (sample inputs, some weights):
+without --trust-model they are read weights-only (tensors and plain containers) or refused.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
+import logging
 import pickle
+import types
+import warnings
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import torch
 from torch import nn
 
 from .core.errors import CompressError
+from .data import physical_memory
 
 META_FILE = "compressor.json"  # extra file in TorchScript archives written by this tool
 
@@ -31,6 +39,7 @@ class LoadedModel:
     kind: str  # torchscript | torch-export | state_dict | pickle | python
     source: str
     sha256: str
+    classes: tuple[str, ...] | None = None  # class names, when the file or module records them
 
     def example(self, batch: int = 1) -> torch.Tensor:
         shape = (batch, *self.input_shape[1:])
@@ -160,22 +169,95 @@ def _load_torch_save(path: Path, arch: str | None, trust: bool) -> tuple[nn.Modu
     return _from_state_dict(obj, arch, path), "state_dict"
 
 
+class _PickleRefused(Exception):
+    """A pickle in a .pt2 archive that holds more than tensors and plain containers (so it would run code)."""
+
+
+@contextlib.contextmanager
+def _pickles_refused() -> Iterator[None]:
+    """While active, torch.export.load cannot run code from the archive.
+
+    It unpickles the sample inputs (and "use_pickle" weights and constants) and, when the safe weights-only
+    load fails, falls back to a full pickle load: a crafted sample-inputs member then runs its own code.
+    Here every torch.load is weights-only, and the plain-pickle and TorchBind loaders refuse outright.
+    (torch.load is patched process-wide, so this runs only while the CLI is single-threaded: loading.)"""
+    from torch.export.pt2_archive import _package
+
+    real_load = torch.load
+
+    def weights_only_load(f, map_location=None, pickle_module=None, *, weights_only=None, **kw):
+        try:
+            return real_load(f, map_location, weights_only=True, **kw)
+        except pickle.UnpicklingError as e:
+            if "Unsupported" in str(e) or "WeightsUnpickler" in str(e):  # a global or opcode that runs code
+                raise _PickleRefused(str(e)) from None
+            raise
+
+    def refuse(*_args: object, **_kw: object) -> None:
+        raise _PickleRefused("a pickled Python object")
+
+    with mock.patch.object(torch, "load", weights_only_load), \
+            mock.patch.object(_package, "pickle", types.SimpleNamespace(loads=refuse)), \
+            mock.patch.object(torch._C, "_pickle_load_obj", refuse):
+        yield
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """torch logs warnings (15-35 lines, with tracebacks) while it reads a damaged archive; the one-line error
+    that follows says all the user needs."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
+
+
+def _program_meta(ep: torch.export.ExportedProgram, path: Path) -> dict:
+    """Input shape and dtype from the program's signature (not from its pickled sample inputs)."""
+    names = list(ep.graph_signature.user_inputs)
+    if len(names) != 1:
+        raise CompressError(f"{path} is a program with {len(names)} inputs; this tool compresses models that take "
+                            "one input tensor: export a wrapper that takes one")
+    node = next((n for n in ep.graph.nodes if n.op == "placeholder" and n.name == names[0]), None)
+    val = node.meta.get("val") if node is not None else None
+    if not isinstance(val, torch.Tensor):
+        return {}
+    meta: dict = {"input_dtype": str(val.dtype).removeprefix("torch.")}
+    dims = [d if isinstance(d, int) else None for d in val.shape]  # a symbolic (dynamic) size is None
+    if dims and all(d is not None for d in dims[1:]):
+        meta["input_shape"] = [1, *dims[1:]]
+    return meta
+
+
 def _load_any(path: Path, fmt: str, arch: str | None, trust: bool) -> tuple[nn.Module, str, dict]:
     meta: dict = {}
     try:
-        if fmt == "torchscript":
-            extra = {META_FILE: ""}
-            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-            meta = json.loads(extra[META_FILE] or "{}")
-            return module, "torchscript", meta
-        if fmt == "torch-export":
-            ep = torch.export.load(str(path))
-            args = ep.example_inputs[0] if ep.example_inputs else ()
-            if args:
-                meta = {"input_shape": list(args[0].shape), "input_dtype": str(args[0].dtype).split(".")[-1]}
-            return ExportedModule(ep.module()), "torch-export", meta
+        # an open file, not str(path): torch's C++ loaders cannot take a name that is not valid UTF-8
+        with _quiet(), open(path, "rb") as f:
+            if fmt == "torchscript":
+                extra = {META_FILE: ""}
+                module = torch.jit.load(f, map_location="cpu", _extra_files=extra)
+                meta = json.loads(extra[META_FILE] or "{}")
+                return module, "torchscript", meta
+            if fmt == "torch-export":
+                extra = {META_FILE: ""}
+                with contextlib.nullcontext() if trust else _pickles_refused():
+                    ep = torch.export.load(f, extra_files=extra)
+                meta = {**_clean_meta(json.loads(extra[META_FILE] or "{}")), **_program_meta(ep, path)}
+                return ExportedModule(ep.module()), "torch-export", meta
     except CompressError:
         raise
+    except _PickleRefused:
+        raise CompressError(f"{path} holds pickled Python objects besides tensors (in its sample inputs or "
+                            "weights), and unpickling them runs code; pass --trust-model only if you trust its "
+                            "source, or export the program again with torch.export.save") from None
+    except OSError as e:
+        raise CompressError(f"cannot read {path} ({e.strerror or type(e).__name__}); check its permissions"
+                            ) from None
     except Exception as e:  # noqa: BLE001
         raise CompressError(f"{path} looks like a {fmt} archive but does not load ({type(e).__name__}); "
                             "it may be truncated or from another PyTorch version: save it again") from None
@@ -190,27 +272,63 @@ def _dtype(name: str) -> torch.dtype:
     return dt
 
 
+def _clean_meta(raw: object) -> dict:
+    """What this tool reads from a file's own metadata, checked: the file, not the tool, chose the values."""
+    if not isinstance(raw, dict):
+        return {}
+    meta: dict = {}
+    shape = raw.get("input_shape")
+    if isinstance(shape, list) and 0 < len(shape) <= 8 and all(type(d) is int and d > 0 for d in shape):
+        meta["input_shape"] = shape
+    if isinstance(raw.get("input_dtype"), str):
+        meta["input_dtype"] = raw["input_dtype"]
+    classes = raw.get("classes")
+    if isinstance(classes, (list, tuple)) and classes and all(isinstance(c, str) for c in classes):
+        meta["classes"] = tuple(classes)
+    return meta
+
+
+def _classes_of(module: nn.Module, meta: dict) -> tuple[str, ...] | None:
+    names = meta.get("classes") or getattr(module, "classes", None)
+    if isinstance(names, (list, tuple)) and names and all(isinstance(c, str) for c in names):
+        return tuple(names)
+    return None
+
+
 def finish(module: nn.Module, *, kind: str, source: str, sha: str, meta: dict,
-           input_shape: tuple[int, ...] | None) -> LoadedModel:
-    """Check weights, settle the input shape and dtype, and run one forward pass to prove they fit."""
+           input_shape: tuple[int, ...] | None,
+           check_shape: Callable[[tuple[int, ...]], None] | None = None) -> LoadedModel:
+    """Check weights, settle the input shape and dtype, and run one forward pass to prove they fit.
+
+    `check_shape(shape)` runs before that forward pass: the data can refuse a shape (say 1,3,8192,8192)
+    before the model spends minutes and gigabytes on it."""
     module.eval()
+    meta = _clean_meta(meta)
     for name, t in list(module.named_parameters()) + list(module.named_buffers()):
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise CompressError(f"weight {name} of {source} contains NaN or Inf; fix or retrain the model")
-    dtype = _dtype(str(meta.get("input_dtype") or "")) if meta.get("input_dtype") else \
-        getattr(module, "input_dtype", torch.float32)
+    dtype = _dtype(meta["input_dtype"]) if meta.get("input_dtype") else getattr(module, "input_dtype", torch.float32)
     shape = input_shape or meta.get("input_shape") or getattr(module, "input_shape", None)
     if shape is None:
         raise CompressError(f"cannot tell the input shape of {source}; pass --input-shape, e.g. 1,3,32,32")
     shape = (1, *tuple(int(d) for d in shape)[1:])
+    if check_shape is not None:
+        check_shape(shape)
     out = _probe(module, shape, dtype, source)
     if out.ndim != 2:
         raise CompressError(f"{source} returns shape {tuple(out.shape)}; this tool compresses classifiers whose "
                             "output is (batch, classes)")
-    return LoadedModel(module, shape, dtype, int(out.shape[-1]), kind, source, sha)
+    classes = _classes_of(module, meta)
+    if classes is not None and len(classes) != out.shape[-1]:
+        classes = None  # names that do not match the outputs name nothing
+    return LoadedModel(module, shape, dtype, int(out.shape[-1]), kind, source, sha, classes)
 
 
 def _probe(module: nn.Module, shape: tuple[int, ...], dtype: torch.dtype, source: str) -> torch.Tensor:
+    nbytes = torch.Size(shape).numel() * dtype.itemsize
+    if nbytes > physical_memory() // 4:
+        raise CompressError(f"one input of shape {tuple(shape)} takes {nbytes / 2**30:.1f} GiB, more than this "
+                            "machine can run the model on; check --input-shape")
     x = torch.zeros(shape, dtype=dtype)
     try:
         with torch.no_grad():
@@ -222,8 +340,9 @@ def _probe(module: nn.Module, shape: tuple[int, ...], dtype: torch.dtype, source
         raise CompressError(f"{source} fails on an input of shape {tuple(shape)} ({type(e).__name__}: {msg}); "
                             "pass the right --input-shape (a .pt2 program must be exported with a dynamic batch)"
                             ) from None
-    if isinstance(out, (tuple, list)):
-        out = out[0]
+    if isinstance(out, (tuple, list)):  # every later step (training, export, parity) takes one logits tensor
+        raise CompressError(f"{source} returns a {type(out).__name__} of {len(out)} values; this tool compresses "
+                            "classifiers that return one tensor of logits: wrap the model to return only those")
     if not isinstance(out, torch.Tensor):
         raise CompressError(f"{source} returns {type(out).__name__}, not a tensor; wrap it to return logits")
     if not torch.isfinite(out).all():
@@ -232,12 +351,14 @@ def _probe(module: nn.Module, shape: tuple[int, ...], dtype: torch.dtype, source
 
 
 def load_model(path: str | Path, *, arch: str | None = None, trust_model: bool = False,
-               input_shape: tuple[int, ...] | None = None) -> LoadedModel:
+               input_shape: tuple[int, ...] | None = None,
+               check_shape: Callable[[tuple[int, ...]], None] | None = None) -> LoadedModel:
     """Load a model file in any supported format; errors are one-line CompressErrors."""
     path = Path(path)
     fmt = detect_format(path)
     module, kind, meta = _load_any(path, fmt, arch, trust_model)
-    return finish(module, kind=kind, source=str(path), sha=sha256_of(path), meta=meta, input_shape=input_shape)
+    return finish(module, kind=kind, source=str(path), sha=sha256_of(path), meta=meta, input_shape=input_shape,
+                  check_shape=check_shape)
 
 
 def from_module(module: nn.Module, input_shape: tuple[int, ...] | None = None, name: str = "model") -> LoadedModel:
@@ -254,13 +375,16 @@ def module_hash(module: nn.Module) -> str:
     return h.hexdigest()
 
 
-def save_torchscript(module: nn.Module, path: Path, input_shape: tuple[int, ...], input_dtype: str = "float32") -> None:
-    """TorchScript with this tool's metadata, so that loading needs no --input-shape."""
+def save_torchscript(module: nn.Module, path: Path, input_shape: tuple[int, ...], input_dtype: str = "float32",
+                     classes: tuple[str, ...] | None = None) -> None:
+    """TorchScript with this tool's metadata, so that loading needs no --input-shape (and knows class names)."""
     module.eval()
     example = torch.zeros(input_shape, dtype=_dtype(input_dtype))
     try:
         scripted = torch.jit.script(module)
     except Exception:  # noqa: BLE001 - fall back to tracing for modules TorchScript cannot compile
         scripted = torch.jit.trace(module, example)
-    meta = json.dumps({"input_shape": list(input_shape), "input_dtype": input_dtype})
-    torch.jit.save(scripted, str(path), _extra_files={META_FILE: meta})
+    meta = json.dumps({"input_shape": list(input_shape), "input_dtype": input_dtype}
+                      | ({"classes": list(classes)} if classes else {}))
+    with open(path, "wb") as f:  # a file, not str(path): torch's C++ writer cannot take a non-UTF-8 name
+        torch.jit.save(scripted, f, _extra_files={META_FILE: meta})

@@ -15,6 +15,7 @@ from rich.console import Console
 from . import summary
 from .config import RunConfig
 from .outputs import staged
+from .runs import run_folder, stop_if_terminated
 from .steps.bench import bench
 from .steps.distill import distill
 from .steps.export import export
@@ -35,19 +36,41 @@ STEPS: list[tuple[str, Step]] = [
 ]
 
 
+def inputs(cfg: RunConfig) -> list[str]:
+    """The files and folders a run reads (built-in names aside): --out must not hold them."""
+    d = cfg.distill
+    named = [cfg.model if cfg.model != "demo" else None, cfg.data if cfg.data != "digits" else None]
+    if d is not None:
+        named += [d.student if d.student != "auto" else None, *d.teachers, d.unlabeled, d.checkpoint_dir]
+    return [p for p in named if p]
+
+
 def run(cfg: RunConfig, console: Console | None = None) -> dict[str, Any]:
     """Run every step; returns the manifest. The output folder appears only when all steps pass."""
+    with run_folder():  # every temporary file of the run, removed at the end (reused inside the CLI's)
+        return _run(cfg, console)
+
+
+def _run(cfg: RunConfig, console: Console | None) -> dict[str, Any]:
     from .distill import distributed
 
     console = console or Console(stderr=True)
     if distributed.is_worker():  # a rank > 0 under torchrun: help train the student, write nothing
         return distributed.run_worker(State(cfg, Console(stderr=True, quiet=True)), STEPS)
     s = State(cfg, console)
-    with staged(Path(cfg.out), overwrite=cfg.overwrite) as tmp:
+    with staged(Path(cfg.out), overwrite=cfg.overwrite, inputs=inputs(cfg)) as tmp:
         s.workdir = tmp
-        for name, step in STEPS:
-            t0 = time.perf_counter()
-            step(s)
-            s.seconds[name] = round(time.perf_counter() - t0, 3)
+        try:
+            for name, step in STEPS:
+                stop_if_terminated()  # a SIGTERM that the last step's libraries swallowed still stops the run
+                t0 = time.perf_counter()
+                step(s)
+                s.seconds[name] = round(time.perf_counter() - t0, 3)
+        except Exception:  # a failed run leaves no default checkpoints (an interrupted one keeps them: --resume)
+            if s.distilled is not None:
+                from .distill.engine import discard
+
+                discard(s.distilled)
+            raise
     summary.print_run(s.sections["manifest"], Path(cfg.out), s.console)
     return s.sections["manifest"]

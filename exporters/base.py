@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from compressor.core.artifact import Artifact
+from compressor.core.checks import check_number
 from compressor.core.errors import CompressError
 from compressor.core.registry import check_choice
 
@@ -49,8 +50,11 @@ class ExportOptions:
             check_choice("TFLite variant", v, TFLITE_VARIANTS)
         if self.calib_samples < 1:
             raise CompressError(f"--calib {self.calib_samples} must be at least 1")
-        if self.max_accuracy_drop is not None and self.max_accuracy_drop < 0:
-            raise CompressError(f"--max-accuracy-drop {self.max_accuracy_drop} must be >= 0 percentage points")
+        if self.max_accuracy_drop is not None:  # NaN or Inf would silently disable the budget
+            check_number("--max-accuracy-drop", self.max_accuracy_drop, 0, hint="percentage points")
+        check_number("min_agreement", self.min_agreement, 0, 1, hint="the fraction of top-1 predictions kept")
+        if self.opset is not None and self.opset < 1:
+            raise CompressError(f"opset {self.opset} must be at least 1")
         if self.bundle is not None:
             parts = Path(self.bundle).parts
             if not parts or Path(self.bundle).is_absolute() or ".." in parts:

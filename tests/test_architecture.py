@@ -1,7 +1,8 @@
 """The layers point one way (docs/architecture.md), checked on the source's import statements:
 
     compressor.pipeline / cli -> compressor.steps -> (compressor.distill, compressor.quantize, benchmarks)
-        -> exporters -> compressor.core (errors, registry, artifact, parity, files, chromium, provenance)
+        -> exporters -> compressor.core (errors, registry, checks, artifact, parity, budget, files, chromium,
+           provenance)
 """
 from __future__ import annotations
 

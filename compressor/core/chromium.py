@@ -74,7 +74,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
 @contextlib.contextmanager
 def _sigint_to_main_thread() -> Iterator[None]:
-    """Threads started inside inherit a signal mask without SIGINT, so Ctrl-C reaches the main thread.
+    """Threads started inside inherit a signal mask without SIGINT and SIGTERM, so both reach the main thread.
 
     Python runs signal handlers in the main thread only; a SIGINT the kernel hands to a helper
     thread (the server's, asyncio's waitpid watcher) does not wake a main thread blocked in a sleep
@@ -83,7 +83,7 @@ def _sigint_to_main_thread() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         yield
     finally:

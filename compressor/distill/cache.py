@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import CompressError
 from ..loading import sha256_of
 
 VERSION = 1  # bump when the layout or the meaning of the cached arrays changes
@@ -88,8 +89,21 @@ def write(root: Path, key: str, arrays: dict[str, np.ndarray]) -> None:
 def get_or_compute(root: Path, key: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     got = read(root, key)
     if got is None:
-        write(root, key, compute())
+        try:
+            Path(root).mkdir(parents=True, exist_ok=True)  # before computing: an unusable folder fails fast
+        except OSError as e:
+            raise _unusable(root, e) from None
+        arrays = compute()
+        try:
+            write(root, key, arrays)
+        except OSError as e:
+            raise _unusable(root, e) from None
         got = read(root, key)
         if got is None:
-            raise OSError(f"teacher-output cache entry {Path(root) / key} cannot be read back")
+            raise _unusable(root, OSError("an entry written there cannot be read back"))
     return got
+
+
+def _unusable(root: Path, e: OSError) -> CompressError:
+    return CompressError(f"cannot use the teacher-output cache {root} ({e.strerror or e}); set COMPRESS_CACHE "
+                         "(or --teacher-cache-dir) to a writable folder, or pass --no-teacher-cache")

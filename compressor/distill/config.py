@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from ..core.checks import check_number, check_seed
 from ..core.errors import CompressError
 from ..core.registry import Registry, check_choice
 
@@ -26,6 +27,9 @@ ENSEMBLE_MEANS = ("arithmetic", "geometric")
 RATIO_OF = ("params", "macs")
 AUGMENTS = ("none", "shift")
 STUDENT_INITS = ("teacher", "random")
+# an upper bound that catches typos (a missing "e-"): AdamW moves every weight by about lr per step,
+# so lr > 1 diverges
+MAX_LR = 1.0
 
 
 @dataclass(frozen=True)
@@ -72,20 +76,15 @@ class DistillConfig:
         if self.weights and len(self.weights) != len(self.methods):
             raise CompressError(f"{len(self.weights)} weight(s) for {len(self.methods)} method(s); write "
                                 "--method kd:1,dkd:0.5 (one weight per method)")
-        if any(w < 0 for w in self.weights):
-            raise CompressError("method weights must be >= 0")
+        for m, w in zip(self.methods, self.weights):
+            check_number(f"--method {m} weight", w, 0, hint="e.g. --method kd:1,dkd:0.5")
         check_choice("ensemble mean", self.ensemble_mean, ENSEMBLE_MEANS)
         check_choice("ratio basis", self.ratio_of, RATIO_OF)
         check_choice("augmentation", self.augment, AUGMENTS)
         check_choice("student initialisation", self.student_init, STUDENT_INITS)
         if not self.student:
             raise CompressError("--student must be 'auto' or a model file")
-        if not 0.0 < self.ratio <= 1.0:
-            raise CompressError(f"--ratio {self.ratio} must be in (0, 1]: the fraction of the teacher kept")
-        if self.temperature <= 0:
-            raise CompressError(f"--temperature {self.temperature} must be > 0 (typical: 2 to 8)")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise CompressError(f"--alpha {self.alpha} must be in [0, 1] (the weight of the hard-label loss)")
+        self._check_floats()
         for h in self.hints:
             t, sep, s = h.partition(":")
             if not sep or not t or not s:
@@ -99,8 +98,19 @@ class DistillConfig:
                 raise CompressError(f"{name} must be at least 1")
         if self.assistants < 0 or self.patience < 0:
             raise CompressError("--assistants and --patience must be >= 0")
-        if self.lr <= 0 or self.crd_temperature <= 0 or not 0 <= self.crd_momentum < 1:
-            raise CompressError("lr and crd_temperature must be > 0, crd_momentum in [0, 1)")
+        check_seed(self.seed, "seed")
+
+    def _check_floats(self) -> None:
+        # NaN and Inf pass plain comparisons and would train a whole epoch into NaN weights: refuse them here
+        check_number("--ratio", self.ratio, 0, 1, low_open=True, hint="the fraction of the teacher kept")
+        check_number("--temperature", self.temperature, 0, low_open=True, hint="typical: 2 to 8")
+        check_number("--alpha", self.alpha, 0, 1, hint="the weight of the hard-label loss")
+        check_number("--lr", self.lr, 0, MAX_LR, low_open=True, hint="AdamW; typical: 1e-4 to 1e-2")
+        check_number("weight_decay", self.weight_decay, 0, hint="AdamW; typical: 1e-4")
+        check_number("dkd_alpha", self.dkd_alpha, 0, hint="DKD target-class weight; typical: 1")
+        check_number("dkd_beta", self.dkd_beta, 0, hint="DKD non-target-class weight; typical: 8")
+        check_number("crd_temperature", self.crd_temperature, 0, low_open=True, hint="typical: 0.1")
+        check_number("crd_momentum", self.crd_momentum, 0, 1, high_open=True, hint="typical: 0.5")
 
     def method_weights(self) -> dict[str, float]:
         return dict(zip(self.methods, self.weights or tuple(DEFAULT_WEIGHTS.get(m, 1.0) for m in self.methods)))

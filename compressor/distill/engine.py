@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ class Outcome:
     stages: list[dict[str, Any]] = field(default_factory=list)
     run_dir: str = ""
     cache_keys: list[str] = field(default_factory=list)
+    created_dirs: list[Path] = field(default_factory=list)  # what discard() removes: made by this run, not asked for
 
 
 def load_teachers(main: LoadedModel, cfg: DistillConfig, arch: str | None, trust: bool) -> list[LoadedModel]:
@@ -59,7 +61,7 @@ def training_data(splits: datasets.Splits, cfg: DistillConfig, teacher: LoadedMo
     x, y = tr.x, tr.y if tr.y is not None else np.full(len(tr), -1, np.int64)
     if cfg.unlabeled:
         extra = datasets.load(cfg.unlabeled, channels=teacher.input_shape[1] if len(teacher.input_shape) == 4
-                              else None)
+                              else None, input_dtype=str(teacher.input_dtype).removeprefix("torch."))
         datasets.check_fits(extra, teacher.input_shape, None)
         x = np.concatenate([x, extra.x.astype(x.dtype)])
         y = np.concatenate([y, np.full(len(extra), -1, np.int64)])  # their labels, if any, are not used
@@ -107,9 +109,36 @@ def _stage_student(k: int, n_stages: int, prev: nn.Module, full: float, cfg: Dis
     return students.reinitialise(student) if cfg.student_init == "random" else student
 
 
+def discard(out: Outcome) -> None:
+    """Remove the checkpoint folders this run created by default (.compress-runs/<hash>, and .compress-runs
+    when it made it). A folder given with --checkpoint-dir, or one that was there before, is kept for --resume.
+    For a caller whose later step fails after a successful distill()."""
+    if dd.rank() != 0:
+        return
+    for d in out.created_dirs:
+        if d.name == RUNS_DIR:
+            try:
+                d.rmdir()  # only when empty: another run's checkpoints may be in it by now
+            except OSError:
+                pass
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _created(cfg: DistillConfig, root: Path) -> list[Path]:
+    """The default folders that do not exist yet (deepest first): those a failed run must not leave behind."""
+    if cfg.checkpoint_dir:
+        return []
+    return [d for d in (root, root.parent) if not d.exists()]
+
+
 def distill(teacher: LoadedModel, splits: datasets.Splits, cfg: DistillConfig, *, arch: str | None = None,
             trust_model: bool = False, console: Console | None = None) -> Outcome:
-    """Train the student described by `cfg`; returns it (best validation weights) and per-stage figures."""
+    """Train the student described by `cfg`; returns it (best validation weights) and per-stage figures.
+
+    A run that fails (an exception, not an interruption: that keeps its checkpoints for --resume) removes
+    the default checkpoint folder it created; --checkpoint-dir is always kept.
+    """
     console = console or Console(stderr=True)
     if dd.is_worker():
         console = Console(stderr=True, quiet=True)
@@ -122,12 +151,25 @@ def distill(teacher: LoadedModel, splits: datasets.Splits, cfg: DistillConfig, *
     labelled = bool((data.y >= 0).any())
     shas = [t.sha256 for t in teachers]
     root = run_dir(cfg, shas, data)
-    n_stages = cfg.assistants + 1
     measure = students.count_params if cfg.ratio_of == "params" else (lambda m: students.count_macs(m, example))
     full = float(measure(teachers[0].module))
     stage_teachers: list[tuple[nn.Module, str]] = [(t.module, t.sha256) for t in teachers]
-    out = Outcome(student=teachers[0].module, teachers=teachers, run_dir=str(root))
-    prev: nn.Module = teachers[0].module
+    out = Outcome(student=teachers[0].module, teachers=teachers, run_dir=str(root),
+                  created_dirs=_created(cfg, root))
+    try:
+        _stages(out, cfg, data, labelled, example, given, full, stage_teachers, root, console)
+    except Exception:
+        discard(out)
+        raise
+    dd.teardown()
+    return out
+
+
+def _stages(out: Outcome, cfg: DistillConfig, data: TrainData, labelled: bool, example: torch.Tensor,
+            given: nn.Module | None, full: float, stage_teachers: list[tuple[nn.Module, str]], root: Path,
+            console: Console) -> None:
+    n_stages = cfg.assistants + 1
+    prev: nn.Module = out.teachers[0].module
     for k in range(n_stages):
         torch.manual_seed(cfg.seed)  # the same random initial state (memory banks, regressors) on every rank
         student = _stage_student(k, n_stages, prev, full, cfg, example, given)
@@ -144,9 +186,7 @@ def distill(teacher: LoadedModel, splits: datasets.Splits, cfg: DistillConfig, *
                                        for h in res.history]})
         prev = student
         stage_teachers = [(student, module_hash(student))]
-    dd.teardown()
     out.student = prev.eval()
-    return out
 
 
 def _run_stage(student: nn.Module, stage_teachers: list[tuple[nn.Module, str]], data: TrainData,

@@ -25,7 +25,7 @@ from .config import DistillConfig
 def parse(text: str, where: str = "recipe") -> DistillConfig:
     import yaml
 
-    from ..config import from_mapping
+    from ..config import check_depth, from_mapping
 
     try:
         data = yaml.safe_load(text)
@@ -37,8 +37,12 @@ def parse(text: str, where: str = "recipe") -> DistillConfig:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
         raise CompressError(f"{where} is not valid YAML{at}; fix its syntax") from None
+    except RecursionError:  # PyYAML's parser recurses once per level: [[[[...]]]] exhausts the stack
+        raise CompressError(f"{where} nests lists or mappings too deeply for a recipe; a recipe is flat "
+                            "options (see docs/distillation.md#recipes)") from None
     if data is None:
         data = {}
+    check_depth(data, where)
     if isinstance(data, dict) and set(data) == {"distill"}:
         data = data["distill"] or {}
     return from_mapping(DistillConfig, data, where)

@@ -7,6 +7,7 @@ random states), so a resumed run reproduces an uninterrupted one exactly.
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -169,6 +170,9 @@ def train(dm: DistillModule, data: TrainData, cfg: DistillConfig, targets: Targe
         sched.step()
         dd.sync_buffers(dm)
         total, count = dd.sum_over_ranks(total, count)  # report the loss of the whole epoch, not one shard
+        if not math.isfinite(total):  # every weight is NaN from here on: stop now, before a checkpoint of it
+            raise CompressError(f"training diverged: the loss is {total / max(count, 1)} in epoch {epoch + 1}; "
+                                f"lower --lr (now {cfg.lr:g}) or check the data for NaN or Inf values")
         score, val_loss = _score(dm.student, data.val_x, data.val_y)
         if score > res.best_score or (score == res.best_score and val_loss < res.best_loss):
             res.best_score, res.best_loss, res.best_epoch, bad = score, val_loss, epoch, 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.checks import check_number, check_seed
 from ..core.errors import CompressError
 from ..core.registry import Registry, check_choice
 
@@ -19,11 +20,10 @@ RUNTIMES = ("cpu", "web")
 
 
 def _check_budget(max_accuracy_drop: float | None, min_agreement: float) -> None:
-    if max_accuracy_drop is not None and max_accuracy_drop < 0:
-        raise CompressError(f"max_accuracy_drop must be >= 0 percentage points (got {max_accuracy_drop}); "
-                            "use 0 to allow no drop, or None to skip the budget")
-    if not 0.0 <= min_agreement <= 1.0:
-        raise CompressError(f"min_agreement is a fraction between 0 and 1 (got {min_agreement})")
+    if max_accuracy_drop is not None:
+        check_number("max_accuracy_drop", max_accuracy_drop, 0,
+                     hint="percentage points; 0 allows no drop, None skips the budget")
+    check_number("min_agreement", min_agreement, 0, 1, hint="the fraction of top-1 predictions kept")
 
 
 @dataclass(frozen=True)
@@ -102,11 +102,15 @@ class QAT:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch < 1 or self.lr <= 0:
-            raise CompressError("QAT needs epochs >= 1, batch >= 1 and lr > 0")
-        if not 0.0 <= self.alpha <= 1.0 or self.temperature <= 0:
-            raise CompressError(f"QAT alpha must be in [0, 1] and temperature > 0 (got {self.alpha}, "
-                                f"{self.temperature})")
+        if self.epochs < 1 or self.batch < 1:
+            raise CompressError("QAT needs epochs >= 1 and batch >= 1")
+        if self.freeze_bn_epoch < 0 or self.freeze_observer_epoch < 0:
+            raise CompressError("QAT freeze_bn_epoch and freeze_observer_epoch must be >= 0")
+        # NaN and Inf pass plain comparisons and would fine-tune into NaN weights: refuse them here
+        check_number("QAT lr", self.lr, 0, 1, low_open=True, hint="typical: 1e-5 to 1e-3")
+        check_number("QAT temperature", self.temperature, 0, low_open=True, hint="typical: 2 to 8")
+        check_number("QAT alpha", self.alpha, 0, 1, hint="the weight of the hard-label loss")
+        check_seed(self.seed, "QAT seed")
         _check_budget(self.max_accuracy_drop, self.min_agreement)
 
 

@@ -23,6 +23,7 @@ def distill(s: State) -> None:
 
     teacher = s.teacher
     out = train_student(teacher, s.splits, cfg, arch=s.cfg.arch, trust_model=s.cfg.trust_model, console=s.console)
+    s.distilled = out
     student = from_module(out.student, input_shape=teacher.input_shape,
                           name="auto (pruned from the teacher)" if cfg.student == "auto" else cfg.student)
     s.model = student

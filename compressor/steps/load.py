@@ -8,24 +8,40 @@ from ..loading import LoadedModel, load_model
 from .state import State
 
 
+def _channels(shape: tuple[int, ...]) -> int | None:
+    return shape[1] if len(shape) == 4 else None
+
+
 def load(s: State) -> None:
     if s.cfg.model == "demo":
         from .. import demo
 
         s.teacher = demo.teacher()
     else:
+        spec = s.cfg.data
+
+        def data_fits(shape: tuple[int, ...]) -> None:  # before the model's first forward pass, which can be costly
+            datasets.check_shape(datasets.sample_shape(spec, _channels(shape)), shape)
+
         s.teacher = load_model(s.cfg.model, arch=s.cfg.arch, trust_model=s.cfg.trust_model,
-                               input_shape=s.cfg.input_shape)
+                               input_shape=s.cfg.input_shape, check_shape=data_fits)
     s.model = s.teacher
 
 
 def data(s: State) -> None:
     t = s.teacher
-    d = datasets.load(s.cfg.data, channels=t.input_shape[1] if len(t.input_shape) == 4 else None)
+    d = datasets.load(s.cfg.data, channels=_channels(t.input_shape), num_classes=t.num_outputs, classes=t.classes,
+                      input_dtype=str(t.input_dtype).removeprefix("torch."))
     datasets.check_fits(d, t.input_shape, t.num_outputs)
+    warning = datasets.check_size(d)
     s.splits = datasets.split(d, seed=s.cfg.seed)
     s.sections["data"] = {"source": d.source, "classes": len(d.classes), "labelled": d.y is not None,
-                          "train": len(s.splits.train), "val": len(s.splits.val), "test": len(s.splits.test)}
+                          "samples": len(d), "scale": d.scale, "train": len(s.splits.train),
+                          "val": len(s.splits.val), "test": len(s.splits.test),
+                          "min_samples": datasets.MIN_SAMPLES, "warn_below_samples": datasets.WARN_SAMPLES}
+    if warning:
+        s.sections["data"]["warning"] = warning
+        s.console.print(f"[yellow]warning[/]: {warning}", soft_wrap=True)
     s.sections["teacher"] = describe(t, s.splits.test)
 
 

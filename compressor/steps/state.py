@@ -24,3 +24,4 @@ class State:
     artifacts: list[Artifact] = field(default_factory=list)  # checked, in the order they were made
     sections: dict[str, Any] = field(default_factory=dict)  # manifest sections (data, teacher, student, ...)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per step
+    distilled: Any = None  # the distillation's Outcome: its default checkpoints go if a later step fails

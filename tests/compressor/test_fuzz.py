@@ -93,3 +93,27 @@ def test_yaml_tags_that_run_code_are_refused(tmp_path):
     with pytest.raises(yaml.constructor.ConstructorError):
         yaml.safe_load(text)
     assert not marker.exists()
+
+
+DTYPES = ["uint8", "int8", "int64", "uint64", "float16", "float64", "complex64", "bool", "U2"]
+
+
+@FAST
+@given(x_dtype=st.sampled_from(DTYPES), x_shape=st.lists(st.integers(0, 5), min_size=0, max_size=4),
+       y=st.one_of(st.none(), st.lists(st.integers(-3, 2**62), max_size=6)),
+       input_dtype=st.sampled_from(["float32", "int64"]), num_classes=st.one_of(st.none(), st.integers(1, 12)))
+def test_npz_loader_on_arbitrary_arrays(tmp_path, x_dtype, x_shape, y, input_dtype, num_classes):
+    """Any dtype, shape and labels (up to 2**62): a Dataset the model can take, or our own error."""
+    import numpy as np
+
+    from compressor import data
+
+    p = tmp_path / "d.npz"
+    arrays = {"x": np.zeros(x_shape, x_dtype)} | ({} if y is None else {"y": np.array(y, np.int64)})
+    np.savez(p, **arrays)
+    try:
+        d = data.load(str(p), input_dtype=input_dtype, num_classes=num_classes)
+    except CompressError:
+        return
+    assert d.x.dtype == np.dtype(input_dtype) and len(d) > 0
+    assert d.y is None or (d.y.dtype == np.int64 and (num_classes is None or d.y.max() < num_classes))

@@ -134,3 +134,75 @@ def test_arch_imports_only_the_named_module(tmp_path, monkeypatch):
     m = load_model(p, arch="userpkg.nets:Net")
     assert m.num_outputs == 10
     assert "userpkg.other" not in sys.modules and not (tmp_path / "other-imported").exists()
+
+
+# issue 13
+
+
+class TwoOutputs(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        y = self.fc(x.flatten(1))
+        return y, y.softmax(1)
+
+
+def test_a_model_returning_a_tuple_is_refused_at_load(tmp_path):
+    """Every later step (training, predict, export) takes one logits tensor: say so before any work."""
+    p = tmp_path / "tuple.pt"
+    torch.jit.save(torch.jit.script(TwoOutputs()), str(p))
+    with pytest.raises(CompressError, match="returns a tuple of 2 values; .* wrap the model"):
+        load_model(p, input_shape=(1, 1, 8, 8))
+
+
+def test_predict_refuses_a_tuple_in_one_line():
+    import numpy as np
+
+    from compressor.evaluate import predict
+
+    model = TwoOutputs()
+    with pytest.raises(CompressError, match="returns a tuple, not one tensor of logits"):
+        predict(model, np.zeros((3, 1, 8, 8), np.float32))
+    assert model.training  # its mode is restored even so
+
+
+def test_the_data_check_runs_before_the_first_forward_pass():
+    """--input-shape 1,3,8192,8192 with 8x8 data: refused before the model spends minutes and gigabytes on it."""
+    from compressor.loading import finish
+
+    calls = []
+
+    class Counted(torch.nn.Module):
+        def forward(self, x):
+            calls.append("forward")
+            return x.flatten(1)[:, :10]
+
+    def refuse(shape):
+        calls.append(shape)
+        raise CompressError("data does not fit")
+
+    with pytest.raises(CompressError, match="data does not fit"):
+        finish(Counted(), kind="python", source="m", sha="", meta={}, input_shape=(1, 3, 8192, 8192),
+               check_shape=refuse)
+    assert calls == [(1, 3, 8192, 8192)]
+
+
+def test_an_input_too_large_to_probe(teacher_files, monkeypatch):
+    monkeypatch.setattr("compressor.loading.physical_memory", lambda: 1 << 30)
+    with pytest.raises(CompressError, match=r"one input of shape \(1, 3, 8192, 8192\) takes 0.8 GiB"):
+        load_model(teacher_files["torchscript"], input_shape=(1, 3, 8192, 8192))
+
+
+def test_class_names_and_bad_metadata_from_the_file(tmp_path):
+    from compressor.loading import META_FILE, save_torchscript
+
+    p = tmp_path / "named.pt"
+    save_torchscript(DigitsMLP(), p, (1, 1, 8, 8), classes=tuple("abcdefghij"))
+    assert load_model(p).classes == tuple("abcdefghij")
+    scripted = torch.jit.script(DigitsMLP())
+    for junk in ("[1, 2]", '{"input_shape": "1,1,8,8", "classes": 3}', '{"input_shape": [1, -1, 8]}'):
+        torch.jit.save(scripted, str(p), _extra_files={META_FILE: junk})
+        with pytest.raises(CompressError, match="pass --input-shape"):  # ignored, not a traceback
+            load_model(p)

@@ -72,3 +72,30 @@ def test_cli_flags(capsys):
     assert "--calib-method needs --quantize int8" in capsys.readouterr().err
     assert main(["nonexistent.pt", "--quantize", "int8", "--max-accuracy-drop", "-2"]) == 2
     assert "max-accuracy-drop -2.0 must be >= 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda: StaticInt8(max_accuracy_drop=float("nan")), "max_accuracy_drop nan must be a finite number >= 0"),
+    (lambda: StaticInt8(min_agreement=float("nan")), "min_agreement nan must be a finite number in [0, 1]"),
+    (lambda: DynamicInt8(max_accuracy_drop=float("inf")), "max_accuracy_drop inf must be a finite number"),
+    (lambda: Fp16(min_agreement=float("-inf")), "min_agreement -inf must be a finite number"),
+    (lambda: QAT(lr=float("inf")), "QAT lr inf must be a finite number in (0, 1]"),
+    (lambda: QAT(lr=3.0), "QAT lr 3.0 must be in (0, 1]"),
+    (lambda: QAT(temperature=float("nan")), "QAT temperature nan must be a finite number > 0"),
+    (lambda: QAT(alpha=float("nan")), "QAT alpha nan must be a finite number in [0, 1]"),
+    (lambda: QAT(seed=-1), "QAT seed -1 must be a whole number"),
+    (lambda: from_name("int8", max_accuracy_drop=float("nan")), "max_accuracy_drop nan"),
+])
+def test_nan_and_inf_are_refused_with_the_range(make, fragment):
+    """NaN passes `x < 0`, so before this a NaN budget silently switched the accuracy check off."""
+    with pytest.raises(CompressError) as e:
+        make()
+    assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+def test_cli_nan_budget_is_one_line(capsys):
+    from compressor.cli import main
+
+    assert main(["nonexistent.pt", "--quantize", "int8", "--max-accuracy-drop", "nan"]) == 2
+    assert capsys.readouterr().err == \
+        "error: --max-accuracy-drop nan must be a finite number >= 0 (percentage points)\n"
