@@ -62,9 +62,9 @@ class BenchOptions:
 ROW_PARITY = ("n_samples", "max_abs_diff", "top1_agreement", "max_abs_threshold", "min_top1_agreement", "passed")
 
 
-def parity(outputs: Any, ref: np.ndarray, variant: str) -> dict[str, Any]:
+def parity(outputs: Any, ref: np.ndarray, variant: str, kind: str = "logits") -> dict[str, Any]:
     """A row's parity on its timing inputs, by the "bench" rules of compressor.core.parity."""
-    p = compare(outputs, ref, rule=rule("bench", variant), runtime="").to_dict()
+    p = compare(outputs, ref, rule=rule("bench", variant, kind), runtime="", kind=kind).to_dict()
     return {k: p[k] for k in ROW_PARITY}
 
 
@@ -123,7 +123,9 @@ def _row_from(setting: Setting, it: Item, res: dict[str, Any], facts: dict[str, 
         row["throughput_per_s"][f"batch_{res['batch']}"] = 1e3 * res["batch"] / float(np.median(bs))
     if facts.get("macs"):
         row["gflops"] = 2 * facts["macs"] / (s["median"] / 1e3) / 1e9
-    row["parity"] = parity(outputs, ref_out, it.variant) if outputs is not None and ref_out is not None else None
+    kind = (it.info.get("export_parity") or {}).get("kind", "logits")  # the output's kind, from the export
+    row["parity"] = parity(outputs, ref_out, it.variant, kind) if outputs is not None and ref_out is not None \
+        else None
     # a browser number only counts with parity; native rows too when a reference exists
     row["counted"] = bool(row["parity"] and row["parity"]["passed"]) if setting.browser else \
         (row["parity"] is None or row["parity"]["passed"])

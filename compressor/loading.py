@@ -40,6 +40,8 @@ class LoadedModel:
     source: str
     sha256: str
     classes: tuple[str, ...] | None = None  # class names, when the file or module records them
+    task: str = "logits"  # the output's kind (compressor.core.parity.KINDS): inferred from its shape
+    output_shape: tuple[int, ...] = ()  # batch 1
 
     def example(self, batch: int = 1) -> torch.Tensor:
         shape = (batch, *self.input_shape[1:])
@@ -285,6 +287,8 @@ def _clean_meta(raw: object) -> dict:
     classes = raw.get("classes")
     if isinstance(classes, (list, tuple)) and classes and all(isinstance(c, str) for c in classes):
         meta["classes"] = tuple(classes)
+    if isinstance(raw.get("task"), str):
+        meta["task"] = raw["task"]
     return meta
 
 
@@ -297,7 +301,7 @@ def _classes_of(module: nn.Module, meta: dict) -> tuple[str, ...] | None:
 
 def finish(module: nn.Module, *, kind: str, source: str, sha: str, meta: dict,
            input_shape: tuple[int, ...] | None,
-           check_shape: Callable[[tuple[int, ...]], None] | None = None) -> LoadedModel:
+           check_shape: Callable[[tuple[int, ...]], None] | None = None, task: str | None = None) -> LoadedModel:
     """Check weights, settle the input shape and dtype, and run one forward pass to prove they fit.
 
     `check_shape(shape)` runs before that forward pass: the data can refuse a shape (say 1,3,8192,8192)
@@ -315,13 +319,25 @@ def finish(module: nn.Module, *, kind: str, source: str, sha: str, meta: dict,
     if check_shape is not None:
         check_shape(shape)
     out = _probe(module, shape, dtype, source)
-    if out.ndim != 2:
-        raise CompressError(f"{source} returns shape {tuple(out.shape)}; this tool compresses classifiers whose "
-                            "output is (batch, classes)")
+    task = infer_task(tuple(out.shape), task or meta.get("task") or getattr(module, "task", None))
+    # classes: the logits' or the dense map's channels; an embedding's or a regression's values otherwise
+    width = int(out.shape[1]) if task in ("logits", "dense") else int(out[0].numel())
     classes = _classes_of(module, meta)
-    if classes is not None and len(classes) != out.shape[-1]:
+    if classes is not None and len(classes) != width:
         classes = None  # names that do not match the outputs name nothing
-    return LoadedModel(module, shape, dtype, int(out.shape[-1]), kind, source, sha, classes)
+    return LoadedModel(module, shape, dtype, width, kind, source, sha, classes, task, (1, *out.shape[1:]))
+
+
+def infer_task(output_shape: tuple[int, ...], given: str | None = None) -> str:
+    """The output's kind: given (recorded in the file, or --task), else by shape: (batch, classes) logits,
+    (batch, classes, H, W) a dense map, anything else regression values (an embedding must be named)."""
+    from .core.parity import KINDS
+
+    if given is not None:
+        if given not in KINDS:
+            raise CompressError(f"unknown task {given!r}; choose one of: {', '.join(KINDS)}")
+        return given
+    return {2: "logits", 4: "dense"}.get(len(output_shape), "regression")
 
 
 def _probe(module: nn.Module, shape: tuple[int, ...], dtype: torch.dtype, source: str) -> torch.Tensor:
@@ -352,18 +368,20 @@ def _probe(module: nn.Module, shape: tuple[int, ...], dtype: torch.dtype, source
 
 def load_model(path: str | Path, *, arch: str | None = None, trust_model: bool = False,
                input_shape: tuple[int, ...] | None = None,
-               check_shape: Callable[[tuple[int, ...]], None] | None = None) -> LoadedModel:
+               check_shape: Callable[[tuple[int, ...]], None] | None = None, task: str | None = None) -> LoadedModel:
     """Load a model file in any supported format; errors are one-line CompressErrors."""
     path = Path(path)
     fmt = detect_format(path)
     module, kind, meta = _load_any(path, fmt, arch, trust_model)
     return finish(module, kind=kind, source=str(path), sha=sha256_of(path), meta=meta, input_shape=input_shape,
-                  check_shape=check_shape)
+                  check_shape=check_shape, task=task)
 
 
-def from_module(module: nn.Module, input_shape: tuple[int, ...] | None = None, name: str = "model") -> LoadedModel:
+def from_module(module: nn.Module, input_shape: tuple[int, ...] | None = None, name: str = "model",
+                task: str | None = None) -> LoadedModel:
     """Wrap a model built in Python (the API's entry point, the demo, tests)."""
-    return finish(module, kind="python", source=name, sha=module_hash(module), meta={}, input_shape=input_shape)
+    return finish(module, kind="python", source=name, sha=module_hash(module), meta={}, input_shape=input_shape,
+                  task=task)
 
 
 def module_hash(module: nn.Module) -> str:
@@ -376,7 +394,7 @@ def module_hash(module: nn.Module) -> str:
 
 
 def save_torchscript(module: nn.Module, path: Path, input_shape: tuple[int, ...], input_dtype: str = "float32",
-                     classes: tuple[str, ...] | None = None) -> None:
+                     classes: tuple[str, ...] | None = None, task: str | None = None) -> None:
     """TorchScript with this tool's metadata, so that loading needs no --input-shape (and knows class names)."""
     module.eval()
     example = torch.zeros(input_shape, dtype=_dtype(input_dtype))
@@ -385,6 +403,6 @@ def save_torchscript(module: nn.Module, path: Path, input_shape: tuple[int, ...]
     except Exception:  # noqa: BLE001 - fall back to tracing for modules TorchScript cannot compile
         scripted = torch.jit.trace(module, example)
     meta = json.dumps({"input_shape": list(input_shape), "input_dtype": input_dtype}
-                      | ({"classes": list(classes)} if classes else {}))
+                      | ({"classes": list(classes)} if classes else {}) | ({"task": task} if task else {}))
     with open(path, "wb") as f:  # a file, not str(path): torch's C++ writer cannot take a non-UTF-8 name
         torch.jit.save(scripted, f, _extra_files={META_FILE: meta})

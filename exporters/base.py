@@ -90,6 +90,7 @@ class ExportJob:
     labels: np.ndarray | None = None
     calib_pool: np.ndarray | None = None  # the whole training split: more calibration samples, if a budget needs them
     options: ExportOptions = field(default_factory=ExportOptions)
+    kind: str = "logits"  # the output's kind (compressor.core.parity.KINDS): how parity is judged
     shared: Shared = field(default_factory=lambda: Shared())
 
     def private_dir(self) -> Path:

@@ -46,6 +46,20 @@ def to_layout(x: np.ndarray, layout: str) -> np.ndarray:
     return x
 
 
+def output_layout(tf_shape: tuple[int, ...], torch_shape: tuple[int, ...]) -> str:
+    """How a TF model's output holds PyTorch's (N,C,...) output: "nchw" as is, or "nhwc" (onnx2tf moves the
+    channels of image-like outputs, such as a segmentation map, last). Batch dimensions are ignored."""
+    tf_rest, torch_rest = tuple(tf_shape[1:]), tuple(torch_shape[1:])
+    if len(torch_rest) >= 2 and tf_rest == (*torch_rest[1:], torch_rest[0]) and tf_rest != torch_rest:
+        return "nhwc"
+    return "nchw"
+
+
+def to_torch_layout(y: np.ndarray, layout: str) -> np.ndarray:
+    """A TF model's outputs (batch first) in PyTorch's layout."""
+    return np.ascontiguousarray(np.moveaxis(y, -1, 1)) if layout == "nhwc" else y
+
+
 def layout_of(job: ExportJob) -> str:
     return job.options.layout if is_image_like(tuple(job.example.shape)) else "nchw"
 

@@ -159,13 +159,27 @@ def validate_in_browser(artifact: Artifact, job: ExportJob, layout: str) -> Pari
         return _validate_page(artifact, job)
     root = next(p for p in artifact.path.parents if (p / "model.js").exists())
     outputs, info = bundle.run_inputs(root, tf_route.to_layout(job.inputs, layout))
-    p = compare(outputs, job.reference, labels=job.labels, rule=rule(artifact.format, artifact.variant),
-                runtime=f"{info['runtime']} {info['backend']} in Chromium")
+    outputs = _torch_layout(outputs, artifact, job.reference)
+    p = compare(outputs, job.reference, labels=job.labels, rule=rule(artifact.format, artifact.variant, job.kind),
+                runtime=f"{info['runtime']} {info['backend']} in Chromium", kind=job.kind)
     web = job.shared.bundles.get(root)
     if web is not None:  # the bundle's manifest carries its model's parity
         web.extra["model_variant"] = artifact.variant
         web.extra["model_parity"] = p.to_dict()
     return p
+
+
+def _torch_layout(flat: np.ndarray, artifact: Artifact, reference: np.ndarray) -> np.ndarray:
+    """Outputs read flat in the browser, in PyTorch's layout: shaped as the model's signature says, with
+    channels moved back first when the TF graph holds them last (recorded as the artifact's output_layout)."""
+    dims = tuple(artifact.outputs[0].shape[1:]) if artifact.outputs else ()
+    if not dims or not all(isinstance(d, int) and d > 0 for d in dims) or int(np.prod(dims)) != flat[0].size:
+        return flat
+    y = flat.reshape(len(flat), *dims)
+    layout = tf_route.output_layout(y.shape, reference.shape)
+    if layout != "nchw":
+        artifact.extra["output_layout"] = layout
+    return tf_route.to_torch_layout(y, layout)
 
 
 def _validate_page(artifact: Artifact, job: ExportJob) -> Parity:
@@ -174,8 +188,9 @@ def _validate_page(artifact: Artifact, job: ExportJob) -> Parity:
 
     got = bundle.page_result(artifact.path)
     model_format = "tfjs" if artifact.variant == "tfjs" else "onnx-web"
-    judged = page_rule(rule(model_format, artifact.extra.get("model_variant", "float32")))
-    p = compare(np.asarray(got["output"], dtype=np.float32)[None], job.reference[:1],
+    judged = page_rule(rule(model_format, artifact.extra.get("model_variant", "float32"), job.kind), job.kind)
+    p = compare(_torch_layout(np.asarray(got["output"], dtype=np.float32)[None], artifact, job.reference),
+                job.reference[:1], kind=job.kind,
                 labels=None if job.labels is None else job.labels[:1], rule=judged, scale=job.reference,
                 runtime=f"{got['runtime']} {got['backend']} in Chromium (index.html)")
     page = {k: got.get(k) for k in ("top1", "expected_top1", "ms", "runtime", "backend", "crossOriginIsolated")}

@@ -2,13 +2,19 @@
 
 One owner for how parity is judged. `RULES` is the one table of tolerances: per artifact format,
 variant and output kind, the largest absolute difference allowed (relative to the reference's largest
-magnitude) and the least top-1 agreement. Every exporter, quantizer and benchmark row looks its rule up
+magnitude) and the least agreement. Every exporter, quantizer and benchmark row looks its rule up
 here, and `compare` computes the figures for any of them. Changing a tolerance is one line below.
+
+Output kinds and what "agreement" means for each (`agreement`):
+    logits      class scores (batch, classes): top-1 agreement
+    dense       per-pixel class scores (batch, classes, H, W): agreement of the arg-max maps (and their mIoU)
+    embedding   vectors compared by direction: mean cosine similarity (and the smallest)
+    regression  values: judged on the absolute difference alone
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,6 +31,7 @@ class Rule:
         return None if self.rel_tol is None else self.rel_tol * max(1.0, float(np.abs(reference).max()))
 
 
+KINDS = ("logits", "dense", "embedding", "regression")
 FP32 = Rule(1e-4, 0.99)  # kernels reorder sums: float32 outputs differ by rounding only
 FP16 = 1e-2  # float16 keeps ~3 significant digits
 MEASURE = Rule(None, 0.0)  # figures recorded, nothing judged (the float model measured beside int8 ones)
@@ -60,17 +67,49 @@ RULES: dict[tuple[str, str, str], Rule] = {
 
 
 def rule(fmt: str, variant: str, kind: str = "logits") -> Rule:
-    """The rule for an artifact; "*" rows cover a format's other variants."""
-    for key in ((fmt, variant, kind), (fmt, "*", kind)):
-        if key in RULES:
-            return RULES[key]
+    """The rule for an artifact; "*" rows cover a format's other variants. Kinds without rows of their own
+    take the logits row's tolerance, with the kind's own agreement floor (`for_kind`)."""
+    for k in dict.fromkeys((kind, "logits")):
+        for key in ((fmt, variant, k), (fmt, "*", k)):
+            if key in RULES:
+                return RULES[key] if k == kind else for_kind(RULES[key], kind)
     known = sorted({f"{f}:{v}" for f, v, _ in RULES})
     raise CompressError(f"no parity rule for {fmt}:{variant} ({kind}); known: {', '.join(known)}")
 
 
-def page_rule(model: Rule) -> Rule:
-    """A bundle's index.html shows one example: the model's tolerance, and the top-1 must match."""
-    return Rule(model.rel_tol, 1.0)
+def for_kind(logits: Rule, kind: str) -> Rule:
+    """A logits rule carried over to another output kind."""
+    if kind not in KINDS:
+        raise CompressError(f"unknown output kind {kind!r}; choose one of: {', '.join(KINDS)}")
+    if kind == "embedding":  # float variants keep the direction almost exactly; integer ones roughly
+        return Rule(logits.rel_tol, 0.999 if logits.rel_tol is not None else 0.98)
+    if kind == "regression":  # no classes to agree on: the values themselves, looser for integer variants
+        return Rule(logits.rel_tol if logits.rel_tol is not None else 0.1, 0.0)
+    return logits  # dense: the arg-max map agrees pixel by pixel as top-1 does sample by sample
+
+
+def agreement(outputs: np.ndarray, reference: np.ndarray, kind: str = "logits") -> tuple[float, dict[str, float]]:
+    """How far `outputs` give the reference's answers (1.0: all), and the kind's details."""
+    out, ref = np.asarray(outputs, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if kind == "dense" and ref.ndim >= 3:
+        a, b = out.argmax(1), ref.argmax(1)
+        present = np.union1d(np.unique(a), np.unique(b))
+        ious = [np.logical_and(a == c, b == c).sum() / np.logical_or(a == c, b == c).sum() for c in present]
+        return float((a == b).mean()), {"mean_iou": float(np.mean(ious)) if ious else 1.0}
+    if kind == "embedding":
+        o, r = out.reshape(len(out), -1), ref.reshape(len(ref), -1)
+        norm = np.linalg.norm(o, axis=1) * np.linalg.norm(r, axis=1)
+        cos = np.where(norm > 0, (o * r).sum(1) / np.where(norm > 0, norm, 1.0), 1.0)
+        return float(cos.mean()), {"min_cosine": float(cos.min()) if cos.size else 1.0}
+    if kind == "regression":
+        return 1.0, {}
+    return float((out.reshape(len(out), -1).argmax(1) == ref.reshape(len(ref), -1).argmax(1)).mean()), {}
+
+
+def page_rule(model: Rule, kind: str = "logits") -> Rule:
+    """A bundle's index.html shows one example: the model's tolerance, and a classifier's top-1 must match
+    (other kinds keep the model's own floor: one map or vector is not all-or-nothing)."""
+    return Rule(model.rel_tol, 1.0 if kind == "logits" else model.min_top1)
 
 
 def accuracy_drop_points(reference_accuracy: float | None, accuracy: float | None) -> float | None:
@@ -93,6 +132,8 @@ class Parity:
     accuracy: float | None = None  # on the labelled parity inputs, when labels exist
     reference_accuracy: float | None = None
     runtime: str = ""
+    kind: str = "logits"  # the output kind; top1_agreement holds that kind's agreement (module docstring)
+    details: dict[str, float] = field(default_factory=dict)  # the kind's extra figures (mean IoU, min cosine)
 
     @property
     def accuracy_drop_points(self) -> float | None:
@@ -115,38 +156,40 @@ class Parity:
         if self.max_abs_threshold is not None and not self.max_abs_diff <= self.max_abs_threshold:
             why.append(f"max abs diff {self.max_abs_diff:.3g} > {self.max_abs_threshold:.3g}")
         if self.top1_agreement < self.min_top1_agreement:
-            why.append(f"top-1 agreement {self.top1_agreement:.4f} < {self.min_top1_agreement}")
+            name = {"dense": "pixel agreement", "embedding": "mean cosine"}.get(self.kind, "top-1 agreement")
+            why.append(f"{name} {self.top1_agreement:.4f} < {self.min_top1_agreement}")
         if not why and not np.isfinite(self.max_abs_diff):
             why.append("outputs are not finite")
         return "; ".join(why)
 
 
 def compare(outputs: np.ndarray, reference: np.ndarray, *, rule: Rule, runtime: str,
-            labels: np.ndarray | None = None, scale: np.ndarray | None = None) -> Parity:
+            labels: np.ndarray | None = None, scale: np.ndarray | None = None, kind: str = "logits") -> Parity:
     """Parity figures of `outputs` against `reference` (same inputs, same order, batch first).
 
-    labels: the inputs' classes, for accuracy beside agreement. scale: the outputs whose magnitude sets
-    the absolute tolerance (default `reference`; a one-example check keeps the whole split's scale).
+    labels: the inputs' classes, for accuracy beside agreement (classifiers). scale: the outputs whose
+    magnitude sets the absolute tolerance (default `reference`; a one-example check keeps the whole split's).
     """
     ref = np.asarray(reference, dtype=np.float64)
     out = np.asarray(outputs, dtype=np.float64).reshape(ref.shape)
     diff = np.abs(out - ref)
-    top_out = out.reshape(len(out), -1).argmax(1)
-    top_ref = ref.reshape(len(ref), -1).argmax(1)
+    agree, details = agreement(out, ref, kind)
     acc = ref_acc = None
-    if labels is not None and ref.ndim == 2:
-        acc = float((top_out == labels).mean())
-        ref_acc = float((top_ref == labels).mean())
+    if labels is not None and ref.ndim == 2 and kind == "logits":
+        acc = float((out.argmax(1) == labels).mean())
+        ref_acc = float((ref.argmax(1) == labels).mean())
     return Parity(
         n_samples=len(out),
         max_abs_diff=float(diff.max()) if diff.size else 0.0,
         mean_abs_diff=float(diff.mean()) if diff.size else 0.0,
-        top1_agreement=float((top_out == top_ref).mean()),
+        top1_agreement=agree,
         max_abs_threshold=rule.max_abs(ref if scale is None else scale),
         min_top1_agreement=rule.min_top1,
         accuracy=acc,
         reference_accuracy=ref_acc,
         runtime=runtime,
+        kind=kind,
+        details=details,
     )
 
 

@@ -34,7 +34,7 @@ from ..core.budget import (
     table,
 )
 from ..core.errors import BudgetError, CompressError, ParityError
-from ..core.parity import Parity, compare, rule
+from ..core.parity import Parity, agreement, compare, rule
 from ..data import Splits
 from ..loading import LoadedModel
 from . import cpu
@@ -54,7 +54,8 @@ class HeldOut:
 
     inputs: np.ndarray  # the held-out split's inputs
     reference: np.ndarray  # the float model's outputs on them
-    labels: np.ndarray | None  # their classes (None: unlabelled data)
+    labels: np.ndarray | None  # their classes (None: unlabelled data, or not a classifier)
+    kind: str = "logits"  # the output's kind: what "agreement" means (compressor.core.parity)
 
     @property
     def reference_accuracy(self) -> float | None:
@@ -63,14 +64,15 @@ class HeldOut:
         return float((self.reference.argmax(1) == self.labels).mean())
 
     def measure(self, outputs: np.ndarray) -> Measure:
-        top = outputs.reshape(len(outputs), -1).argmax(1)
-        acc = None if self.labels is None else float((top == self.labels).mean())
-        return Measure(acc, float((top == self.reference.argmax(1)).mean()))
+        outputs = outputs.reshape(self.reference.shape)
+        acc = None if self.labels is None else float((outputs.argmax(1) == self.labels).mean())
+        return Measure(acc, agreement(outputs, self.reference, self.kind)[0])
 
 
-def held_out(float_onnx: Path, splits: Splits, reference: np.ndarray | None = None) -> HeldOut:
+def held_out(float_onnx: Path, splits: Splits, reference: np.ndarray | None = None, kind: str = "logits") -> HeldOut:
     x = splits.test.x
-    return HeldOut(x, run(float_onnx, x) if reference is None else reference, splits.test.y)
+    labels = splits.test.y if kind == "logits" else None
+    return HeldOut(x, run(float_onnx, x) if reference is None else reference, labels, kind)
 
 
 def float_onnx_of(model_or_artifact: Any, workdir: Path) -> Path:
@@ -111,8 +113,8 @@ def finish(path: Path, variant: str, ho: HeldOut, *, min_top1: float, t0: float,
 
     compact(path)
     ins, outs = io_specs(path)
-    judged = dataclasses.replace(rule("onnx", variant), min_top1=min_top1)
-    parity = compare(run(path, ho.inputs), ho.reference, labels=ho.labels, rule=judged,
+    judged = dataclasses.replace(rule("onnx", variant, ho.kind), min_top1=min_top1)
+    parity = compare(run(path, ho.inputs), ho.reference, labels=ho.labels, rule=judged, kind=ho.kind,
                      runtime=f"onnxruntime {ort.__version__}")
     a = Artifact(path=path, format="onnx", variant=variant, inputs=ins, outputs=outs,
                  convert_seconds=time.perf_counter() - t0, parity=parity)
@@ -198,8 +200,10 @@ def web_check(path: Path, ho: HeldOut, n: int = 64) -> dict[str, Any]:
         return {"checked": False, "why": "node or node_modules/onnxruntime-web missing (scripts/setup.sh --browser)"}
     x = ho.inputs[:n]
     web = q.run_in_ort_web(path, x)
-    cpu_out = _run(path, ho).reshape(len(ho.inputs), -1)[:n]
-    agree = float((web.argmax(1) == cpu_out.argmax(1)).mean())
+    shape = (len(x), *ho.reference.shape[1:])
+    cpu_out = _run(path, ho)[:n].reshape(shape)
+    web = web.reshape(shape)
+    agree = agreement(web, cpu_out, ho.kind)[0]
     if agree < 0.99:
         path.unlink(missing_ok=True)
         raise ParityError(f"{path.name} gives other answers in onnxruntime-web than in ONNX Runtime CPU (top-1 "
@@ -235,16 +239,21 @@ def checked(path: Path, variant: str, budget: AccuracyBudget, ho: HeldOut, t0: f
 
 
 def quantize(model_or_artifact: Any, config: QuantConfig, *, splits: Splits, workdir: Path,
-             teacher: Any = None, reference: np.ndarray | None = None,
+             teacher: Any = None, reference: np.ndarray | None = None, kind: str = "logits",
              log: Callable[[str], None] = lambda _m: None) -> Quantized:
     """Quantize a torch model, a LoadedModel, a float32 ONNX Artifact or an .onnx path with `config`.
 
     splits: train (calibration, QAT), val (sensitivity, QAT model selection), test (the held-out
     split every figure is measured on). reference: the float model's logits on splits.test.x
     (default: the float ONNX's). teacher: QAT's distillation teacher (default: the model itself).
+    kind: the output's kind (compressor.core.parity.KINDS), which says what agreement with the float
+    model means; accuracy is measured for classifiers ("logits") only.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    if isinstance(config, QAT) and kind != "logits":
+        raise CompressError(f"--quantize qat fine-tunes with a classifier's distillation loss; this model's output "
+                            f"is {kind}: use --quantize int8, fp16 or dynamic")
     if isinstance(config, QAT):
         from .qat import qat
 
@@ -254,7 +263,7 @@ def quantize(model_or_artifact: Any, config: QuantConfig, *, splits: Splits, wor
         raise CompressError(f"unknown quantization config {type(config).__name__}; use StaticInt8, "
                             "DynamicInt8, Fp16 or QAT")
     src = float_onnx_of(model_or_artifact, workdir)
-    ho = held_out(src, splits, reference)
+    ho = held_out(src, splits, reference, kind)
     t0 = time.perf_counter()
     if isinstance(config, StaticInt8):
         return static(src, config, splits, workdir, ho, log)

@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
+from ..core.errors import CompressError
 from ..distill import distributed as dd
 from ..distill import students
 from ..distill.engine import distill as train_student
@@ -20,6 +21,9 @@ def distill(s: State) -> None:
     cfg = s.cfg.distill
     if cfg is None:
         return
+    if s.teacher.task != "logits":
+        raise CompressError(f"--student distils classifiers (logits) for now; {s.teacher.source} outputs a "
+                            f"{s.teacher.task} map of shape {s.teacher.output_shape}: export it without --student")
 
     teacher = s.teacher
     out = train_student(teacher, s.splits, cfg, arch=s.cfg.arch, trust_model=s.cfg.trust_model, console=s.console)

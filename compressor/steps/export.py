@@ -25,7 +25,8 @@ def export_job(s: State) -> ExportJob:
         raise CompressError(f"{s.model.source} outputs NaN or Inf on the held-out data; fix the model or the data")
     return ExportJob(model=s.model.module, example=s.model.example(1), inputs=inputs,
                      reference=reference, calib=train.x[:s.cfg.export.calib_samples], calib_pool=train.x,
-                     workdir=s.workdir, labels=None if test.y is None else test.y[:n], options=s.cfg.export)
+                     workdir=s.workdir, labels=None if test.y is None else test.y[:n], options=s.cfg.export,
+                     kind=s.model.task)
 
 
 def check_and_keep(s: State, made: list[Artifact], validate: Callable[[Artifact], Parity],
@@ -40,9 +41,15 @@ def check_and_keep(s: State, made: list[Artifact], validate: Callable[[Artifact]
         kept(a)
 
 
+AGREEMENT = {"logits": "top-1 agreement", "dense": "pixel agreement", "embedding": "mean cosine"}
+
+
 def _printed(s: State) -> Callable[[Artifact], None]:
-    return lambda a: s.console.print(f"[green]✓[/] {a.name}: parity max|Δ| {a.parity.max_abs_diff:.2e}, "
-                                     f"top-1 agreement {a.parity.top1_agreement:.4f}")
+    def show(a: Artifact) -> None:
+        p = a.parity
+        agree = f", {AGREEMENT[p.kind]} {p.top1_agreement:.4f}" if p.kind in AGREEMENT else ""
+        s.console.print(f"[green]✓[/] {a.name}: parity max|Δ| {p.max_abs_diff:.2e}{agree}")
+    return show
 
 
 def export(s: State) -> None:

@@ -1,6 +1,7 @@
 """The "load" and "data" steps: the teacher model, then the data split into train / validation / test."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from .. import data as datasets
@@ -30,9 +31,14 @@ def load(s: State) -> None:
 
 def data(s: State) -> None:
     t = s.teacher
-    d = datasets.load(s.cfg.data, channels=_channels(t.input_shape), num_classes=t.num_outputs, classes=t.classes,
-                      input_dtype=str(t.input_dtype).removeprefix("torch."))
-    datasets.check_fits(d, t.input_shape, t.num_outputs)
+    classify = t.task == "logits"
+    d = datasets.load(s.cfg.data, channels=_channels(t.input_shape), num_classes=t.num_outputs if classify else None,
+                      classes=t.classes if classify else None, input_dtype=str(t.input_dtype).removeprefix("torch."))
+    if not classify and d.y is not None:  # class labels say nothing about a dense map, an embedding or values
+        s.console.print(f"[yellow]note[/]: the labels in {d.source} are not used: {t.source} outputs {t.task} "
+                        "values, so agreement with the model stands in for accuracy", soft_wrap=True)
+        d = dataclasses.replace(d, y=None)
+    datasets.check_fits(d, t.input_shape, t.num_outputs if classify else None)
     warning = datasets.check_size(d)
     s.splits = datasets.split(d, seed=s.cfg.seed)
     s.sections["data"] = {"source": d.source, "classes": len(d.classes), "labelled": d.y is not None,
@@ -49,6 +55,7 @@ def describe(m: LoadedModel, test: datasets.Dataset) -> dict[str, Any]:
     from ..evaluate import accuracy
 
     return {"source": m.source, "format": m.kind, "sha256": m.sha256, "input_shape": list(m.input_shape),
-            "input_dtype": str(m.input_dtype).removeprefix("torch."), "outputs": m.num_outputs,
+            "input_dtype": str(m.input_dtype).removeprefix("torch."), "outputs": m.num_outputs, "task": m.task,
+            "output_shape": list(m.output_shape),
             "parameters": sum(p.numel() for p in m.module.parameters()),
             "test_accuracy": accuracy(m.module, test)}

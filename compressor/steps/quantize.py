@@ -108,7 +108,7 @@ def quantize(s: State) -> None:
             teacher = s.teacher if s.teacher is not s.model else None
             with s.console.status(f"quantizing ({type(c).__name__}) ..."):
                 q = quantize_with(src, c, splits=s.splits, workdir=tmp, teacher=teacher, reference=reference,
-                             log=s.console.print)
+                                  kind=s.model.task, log=s.console.print)
             a: Artifact = q.artifact
             require_parity(a)
             web = getattr(c, "runtime", None) == "web"
@@ -120,9 +120,9 @@ def quantize(s: State) -> None:
                 _web_bundle(s, a, section)
         if float_art is not None and "accuracy" not in float_art.extra:
             # the float reference measured the same way, so the manifest's rows compare directly
-            ho = held_out(float_art.path, s.splits, reference)
+            ho = held_out(float_art.path, s.splits, reference, s.model.task)
             p = compare(ort_run(float_art.path, test.x), ho.reference, labels=ho.labels, rule=MEASURE,
-                        runtime="onnxruntime")
+                        runtime="onnxruntime", kind=ho.kind)
             float_art.extra.update(accuracy_fields(p, float_art.path))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

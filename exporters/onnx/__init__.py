@@ -177,5 +177,5 @@ def run(path: Path, inputs: np.ndarray, *, batch: int = 256, threads: int = 0) -
 def validate(artifact: Artifact, job: ExportJob) -> Parity:
     import onnxruntime as ort
 
-    return compare(run(artifact.path, job.inputs), job.reference, labels=job.labels,
-                   rule=rule("onnx", artifact.variant), runtime=f"onnxruntime {ort.__version__}")
+    return compare(run(artifact.path, job.inputs), job.reference, labels=job.labels, kind=job.kind,
+                   rule=rule("onnx", artifact.variant, job.kind), runtime=f"onnxruntime {ort.__version__}")

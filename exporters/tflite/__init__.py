@@ -258,8 +258,12 @@ def runtime_name() -> str:
 
 def validate(artifact: Artifact, job: ExportJob) -> Parity:
     outputs = run(artifact.path, job.inputs, tf_route.layout_of(job))
-    return compare(outputs, job.reference, labels=job.labels, rule=rule("tflite", artifact.variant),
-                   runtime=runtime_name())
+    layout = tf_route.output_layout(outputs.shape, job.reference.shape)
+    if layout != "nchw":  # recorded: an app reads the output in this layout
+        artifact.extra["output_layout"] = layout
+    outputs = tf_route.to_torch_layout(outputs, layout)
+    return compare(outputs, job.reference, labels=job.labels, rule=rule("tflite", artifact.variant, job.kind),
+                   runtime=runtime_name(), kind=job.kind)
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before tensorflow is imported by convert()

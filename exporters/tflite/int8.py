@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from compressor.core.budget import AccuracyBudget, Measure, Outcome, Settings, default_stages, search
+from compressor.core.parity import agreement
 
 from .. import tf_route, tflite
 from ..base import ExportJob
@@ -50,9 +51,11 @@ def int8_within_budget(job: ExportJob, saved_model: Path, calib_pool: np.ndarray
         return path
 
     def evaluate(path: Path) -> Measure:
-        top = tflite.run(path, job.inputs, layout).reshape(len(job.inputs), -1).argmax(1)
-        acc = None if job.labels is None else float((top == job.labels).mean())
-        return Measure(acc, float((top == ref_top).mean()))
+        out = tflite.run(path, job.inputs, layout)
+        out = tf_route.to_torch_layout(out, tf_route.output_layout(out.shape, job.reference.shape))
+        out = out.reshape(job.reference.shape)
+        acc = None if job.labels is None else float((out.reshape(len(out), -1).argmax(1) == job.labels).mean())
+        return Measure(acc, agreement(out, job.reference, job.kind)[0])  # the output kind's agreement
 
     ranked: dict[tuple, list[str]] = {}
 
