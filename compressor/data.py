@@ -19,6 +19,8 @@ from .core.errors import CompressError
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".pgm", ".ppm"}
 MIN_SAMPLES = 20  # fewer cannot be split into train / validation / test with more than a sample or two each
 WARN_SAMPLES = 500  # fewer: a test split under 100 samples, whose accuracy is off by several points
+RANDOM = "random"  # --data random: inputs of the model's shape and dtype, for an export-only run
+RANDOM_SAMPLES = 512
 MAX_CLASSES = 100_000  # labels are class indices; a larger one is a mistake (or a file claiming a huge size)
 
 
@@ -208,11 +210,15 @@ def conform(data: Dataset, input_dtype: str = "float32") -> Dataset:
 
 
 def load(spec: str, channels: int | None = None, *, input_dtype: str = "float32", num_classes: int | None = None,
-         classes: tuple[str, ...] | None = None) -> Dataset:
-    """`digits`, a folder of images by class, or an .npz file; `num_classes` and `classes` (the model's) are
-    checked before anything is built from the labels."""
+         classes: tuple[str, ...] | None = None, input_shape: tuple[int, ...] | None = None) -> Dataset:
+    """`digits`, `random` (needs `input_shape`), a folder of images by class, or an .npz file; `num_classes` and
+    `classes` (the model's) are checked before anything is built from the labels."""
     if spec == "digits":
         return conform(load_digits(), input_dtype)
+    if spec == RANDOM:
+        if input_shape is None:
+            raise CompressError("--data random needs the model's input shape; pass --input-shape")
+        return random_inputs(input_shape, input_dtype)
     p = Path(spec)
     if not p.exists():
         raise CompressError(f"data {spec!r} not found; give 'digits', a folder of images by class, or an .npz file")
@@ -221,6 +227,22 @@ def load(spec: str, channels: int | None = None, *, input_dtype: str = "float32"
     if p.suffix == ".npz":
         return conform(load_npz(p, num_classes), input_dtype)
     raise CompressError(f"data {spec!r} is neither a folder nor an .npz file; give 'digits', a folder or an .npz")
+
+
+def random_inputs(input_shape: tuple[int, ...], input_dtype: str = "float32", n: int = RANDOM_SAMPLES,
+                  seed: int = 0) -> Dataset:
+    """Unlabelled random inputs of the model's shape and dtype, for an export-only run (parity, no accuracy):
+    standard normal floats, integers in [0, 100) (valid token ids for any vocabulary of 100 or more)."""
+    rng = np.random.default_rng(seed)
+    shape = (n, *input_shape[1:])
+    dtype = np.dtype(input_dtype)
+    if dtype == np.bool_:
+        x = rng.integers(0, 2, size=shape).astype(bool)
+    elif np.issubdtype(dtype, np.integer):
+        x = rng.integers(0, 100, size=shape).astype(dtype)
+    else:
+        x = rng.standard_normal(shape).astype(dtype)
+    return Dataset(x, None, (), RANDOM, "random inputs: parity only, no accuracy")
 
 
 def sample_shape(spec: str, channels: int | None = None) -> tuple[int, ...] | None:
@@ -246,10 +268,15 @@ def sample_shape(spec: str, channels: int | None = None) -> tuple[int, ...] | No
     return None
 
 
-def check_shape(sample: tuple[int, ...] | None, input_shape: tuple[int, ...]) -> None:
-    if sample is not None and tuple(sample) != tuple(input_shape[1:]):
-        raise CompressError(f"data samples have shape {tuple(sample)} but the model takes "
-                            f"{tuple(input_shape[1:])}; pass matching data or --input-shape")
+def check_shape(sample: tuple[int, ...] | None, input_shape: tuple[int, ...], spec: str = "") -> None:
+    if sample is None or tuple(sample) == tuple(input_shape[1:]):
+        return
+    if spec == "digits":  # the demo's data, which is also --data's default: say so, and what else there is
+        raise CompressError(f"the model takes inputs of shape {tuple(input_shape[1:])}, and --data digits (the "
+                            "default, the demo's 8x8 digits) does not fit; pass --data FOLDER (images by class), "
+                            "--data FILE.npz, or --data random for an export-only run")
+    raise CompressError(f"data samples have shape {tuple(sample)} but the model takes "
+                        f"{tuple(input_shape[1:])}; pass matching data or --input-shape")
 
 
 def check_fits(data: Dataset, input_shape: tuple[int, ...], num_classes: int | None) -> None:

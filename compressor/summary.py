@@ -36,3 +36,5 @@ def print_run(manifest: dict[str, Any], out: Path, console: Console) -> None:
                       _pct(a.get("top1_agreement")), _pct(a.get("accuracy")),  # none for a bundle's one-example check
                       "[green]pass[/]" if p.get("passed") else "[red]FAIL[/]")
     console.print(table)
+    if (manifest.get("data") or {}).get("random"):
+        console.print("parity on random inputs (--data random): no accuracy; give real data to measure it")

@@ -1,6 +1,7 @@
 """The "export" step: every --target's artifacts, each validated in its own runtime before it is kept."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -14,6 +15,8 @@ from ..core.parity import Parity
 from ..evaluate import predict
 from .state import State
 
+UNCALIBRATED = ("float32", "float16", "dynamic-int8")  # TFLite variants without activation calibration
+
 
 def export_job(s: State) -> ExportJob:
     """What the exporters need: the model, real held-out inputs and PyTorch's outputs on them, calibration data."""
@@ -23,9 +26,14 @@ def export_job(s: State) -> ExportJob:
     reference = predict(s.model.module, inputs)
     if not np.isfinite(reference).all():
         raise CompressError(f"{s.model.source} outputs NaN or Inf on the held-out data; fix the model or the data")
+    options = s.cfg.export
+    if s.sections.get("data", {}).get("random") and not options.variants:
+        # random inputs cannot calibrate full-integer variants: only those that need no calibration
+        options = dataclasses.replace(options, variants=UNCALIBRATED)
+        s.sections["data"]["skipped"] = "TFLite int8/int16x8: random inputs cannot calibrate them"
     return ExportJob(model=s.model.module, example=s.model.example(1), inputs=inputs,
-                     reference=reference, calib=train.x[:s.cfg.export.calib_samples], calib_pool=train.x,
-                     workdir=s.workdir, labels=None if test.y is None else test.y[:n], options=s.cfg.export,
+                     reference=reference, calib=train.x[:options.calib_samples], calib_pool=train.x,
+                     workdir=s.workdir, labels=None if test.y is None else test.y[:n], options=options,
                      kind=s.model.task)
 
 

@@ -5,6 +5,7 @@ import dataclasses
 from typing import Any
 
 from .. import data as datasets
+from ..core.errors import CompressError
 from ..loading import LoadedModel, load_model
 from .state import State
 
@@ -22,7 +23,7 @@ def load(s: State) -> None:
         spec = s.cfg.data
 
         def data_fits(shape: tuple[int, ...]) -> None:  # before the model's first forward pass, which can be costly
-            datasets.check_shape(datasets.sample_shape(spec, _channels(shape)), shape)
+            datasets.check_shape(datasets.sample_shape(spec, _channels(shape)), shape, spec)
 
         s.teacher = load_model(s.cfg.model, arch=s.cfg.arch, trust_model=s.cfg.trust_model,
                                input_shape=s.cfg.input_shape, check_shape=data_fits)
@@ -32,8 +33,12 @@ def load(s: State) -> None:
 def data(s: State) -> None:
     t = s.teacher
     classify = t.task == "logits"
+    if s.cfg.data == datasets.RANDOM and (s.cfg.distill is not None or s.cfg.quantize is not None):
+        raise CompressError("--data random is for export-only runs (parity on random inputs); distillation and "
+                            "quantization need real data: pass --data FOLDER or FILE.npz")
     d = datasets.load(s.cfg.data, channels=_channels(t.input_shape), num_classes=t.num_outputs if classify else None,
-                      classes=t.classes if classify else None, input_dtype=str(t.input_dtype).removeprefix("torch."))
+                      classes=t.classes if classify else None, input_dtype=str(t.input_dtype).removeprefix("torch."),
+                      input_shape=t.input_shape)
     if not classify and d.y is not None:  # class labels say nothing about a dense map, an embedding or values
         s.console.print(f"[yellow]note[/]: the labels in {d.source} are not used: {t.source} outputs {t.task} "
                         "values, so agreement with the model stands in for accuracy", soft_wrap=True)
@@ -44,7 +49,8 @@ def data(s: State) -> None:
     s.sections["data"] = {"source": d.source, "classes": len(d.classes), "labelled": d.y is not None,
                           "samples": len(d), "scale": d.scale, "train": len(s.splits.train),
                           "val": len(s.splits.val), "test": len(s.splits.test),
-                          "min_samples": datasets.MIN_SAMPLES, "warn_below_samples": datasets.WARN_SAMPLES}
+                          "min_samples": datasets.MIN_SAMPLES, "warn_below_samples": datasets.WARN_SAMPLES,
+                          "random": d.source == datasets.RANDOM}
     if warning:
         s.sections["data"]["warning"] = warning
         s.console.print(f"[yellow]warning[/]: {warning}", soft_wrap=True)

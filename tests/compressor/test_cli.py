@@ -55,7 +55,7 @@ def test_each_model_format_end_to_end(teacher_files, tmp_path, fmt, extra):
     (["missing.pt"], "not found"),
     (["{sd}"], "--arch"),
     (["{pickle}"], "--trust-model"),
-    (["{ts}", "--input-shape", "1,3,32,32"], "data samples have shape (1, 8, 8) but the model takes (3, 32, 32)"),
+    (["{ts}", "--input-shape", "1,3,32,32"], "--data digits (the default, the demo's 8x8 digits) does not fit"),
     (["{ts}", "--input-shape", "1,x"], "--input-shape"),
     (["{ts}", "--target", "coreml"], "unknown target 'coreml'; choose one of"),
     (["{ts}", "--data", "/nonexistent"], "not found"),
