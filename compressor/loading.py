@@ -49,14 +49,28 @@ class LoadedModel:
 
 
 class ExportedModule(nn.Module):
-    """A torch.export program as a module; its train/eval mode was fixed when it was exported."""
+    """A torch.export program as a module; its train/eval mode was fixed when it was exported.
 
-    def __init__(self, program_module: nn.Module) -> None:
+    A program exported the default way (`torch.export.export(m, (x,))`) has a fixed batch (`static_batch`):
+    other batches are run as chunks of that size (the last one padded), and exporters keep that batch."""
+
+    def __init__(self, program_module: nn.Module, static_batch: int | None = None) -> None:
         super().__init__()
         self.program = program_module
+        self.static_batch = static_batch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.program(x)
+        b = self.static_batch
+        if b is None or x.shape[0] == b:
+            return self.program(x)
+        outs = []
+        for i in range(0, x.shape[0], b):
+            chunk = x[i:i + b]
+            n = chunk.shape[0]
+            if n < b:
+                chunk = torch.cat([chunk, chunk.new_zeros((b - n, *chunk.shape[1:]))])
+            outs.append(self.program(chunk)[:n])
+        return torch.cat(outs)
 
     def train(self, mode: bool = True) -> ExportedModule:
         self.training = mode  # the program itself refuses train()/eval()
@@ -232,6 +246,8 @@ def _program_meta(ep: torch.export.ExportedProgram, path: Path) -> dict:
     dims = [d if isinstance(d, int) else None for d in val.shape]  # a symbolic (dynamic) size is None
     if dims and all(d is not None for d in dims[1:]):
         meta["input_shape"] = [1, *dims[1:]]
+    if dims and dims[0] is not None:  # torch.export.export(m, (x,)) fixes the batch unless told otherwise
+        meta["static_batch"] = dims[0]
     return meta
 
 
@@ -250,7 +266,7 @@ def _load_any(path: Path, fmt: str, arch: str | None, trust: bool) -> tuple[nn.M
                 with contextlib.nullcontext() if trust else _pickles_refused():
                     ep = torch.export.load(f, extra_files=extra)
                 meta = {**_clean_meta(json.loads(extra[META_FILE] or "{}")), **_program_meta(ep, path)}
-                return ExportedModule(ep.module()), "torch-export", meta
+                return ExportedModule(ep.module(), meta.get("static_batch")), "torch-export", meta
     except CompressError:
         raise
     except _PickleRefused:

@@ -43,7 +43,8 @@ def to_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, *, opset:
     if scripted:
         order = ["torchscript"]
     errors = []
-    x = _example_batch(example)
+    static = getattr(model, "static_batch", None)  # a .pt2 program with a fixed batch keeps it
+    x = _example_batch(example, static) if static else _example_batch(example)
     # the dynamo exporter logs a warning per missing optional library (torchvision ops); not the user's concern
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     for how in order:
@@ -54,14 +55,15 @@ def to_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, *, opset:
                     batch = torch.export.Dim("batch", min=1, max=4096)
                     torch.onnx.export(model, (x,), str(path), dynamo=True, opset_version=opset,
                                       input_names=["input"], output_names=["output"],
-                                      dynamic_shapes=({0: batch},), optimize=True, verbose=False)
+                                      dynamic_shapes=None if static else ({0: batch},), optimize=True, verbose=False)
                 else:
                     torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=opset or TORCHSCRIPT_OPSET,
                                       input_names=["input"], output_names=["output"],
-                                      dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                                      dynamic_axes=None if static else {"input": {0: "batch"}, "output": {0: "batch"}},
                                       training=torch.onnx.TrainingMode.PRESERVE)
             inline_weights(path)
-            return {"exporter": how, "opset": opset_of(path)}
+            batch = f"fixed {static} (the .pt2 program was exported with a static batch)" if static else "dynamic"
+            return {"exporter": how, "opset": opset_of(path), "batch": batch}
         except OSError:
             raise  # disk full, read-only: the caller reports those, not as an export failure
         except Exception as e:  # noqa: BLE001 - each exporter fails in its own way; keep the reasons
@@ -157,7 +159,7 @@ def export(job: ExportJob) -> list[Artifact]:
     raw.unlink()
     ins, outs = io_specs(path)
     made = Artifact(path=path, format="onnx", variant="float32", inputs=ins, outputs=outs, opset=how["opset"],
-                    convert_seconds=time.perf_counter() - t0, extra={"exporter": how["exporter"]})
+                    convert_seconds=time.perf_counter() - t0, extra={"exporter": how["exporter"], "batch": how["batch"]})
     job.shared.float_onnx = made  # onnx-web ships it; the TF route falls back on it
     return [made]
 
@@ -170,8 +172,15 @@ def run(path: Path, inputs: np.ndarray, *, batch: int = 256, threads: int = 0) -
     so.intra_op_num_threads = threads
     so.log_severity_level = 3
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
+    name, fixed = sess.get_inputs()[0].name, sess.get_inputs()[0].shape[0]
+    if isinstance(fixed, int) and fixed > 0:  # a model with a fixed batch: chunks of it, the last one padded
+        return np.concatenate([sess.run(None, {name: _padded(inputs[i:i + fixed], fixed)})[0][:len(inputs[i:i + fixed])]
+                               for i in range(0, len(inputs), fixed)])
     return np.concatenate([sess.run(None, {name: inputs[i:i + batch]})[0] for i in range(0, len(inputs), batch)])
+
+
+def _padded(x: np.ndarray, n: int) -> np.ndarray:
+    return x if len(x) == n else np.concatenate([x, np.zeros((n - len(x), *x.shape[1:]), x.dtype)])
 
 
 def validate(artifact: Artifact, job: ExportJob) -> Parity:

@@ -16,9 +16,19 @@ class Session:
         so.log_severity_level = 3
         self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.name = self.sess.get_inputs()[0].name
+        fixed = self.sess.get_inputs()[0].shape[0]
+        self.fixed = fixed if isinstance(fixed, int) and fixed > 0 else None  # a model exported at a fixed batch
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        return self.sess.run(None, {self.name: x})[0]
+        if self.fixed is None or len(x) == self.fixed:
+            return self.sess.run(None, {self.name: x})[0]
+        # another batch of a fixed-batch model: chunks of its batch (the last one padded), as an app runs it
+        outs = []
+        for i in range(0, len(x), self.fixed):
+            chunk = x[i:i + self.fixed]
+            pad = np.zeros((self.fixed - len(chunk), *chunk.shape[1:]), chunk.dtype)
+            outs.append(self.sess.run(None, {self.name: np.concatenate([chunk, pad])})[0][:len(chunk)])
+        return np.concatenate(outs)
 
 
 def load(path: str | Path, threads: int) -> Session:

@@ -131,3 +131,18 @@ def test_a_file_name_that_is_not_utf8_loads(teacher_files, tmp_path):
         p = tmp_path / os.fsdecode(b"model\xff." + teacher_files[fmt].suffix[1:].encode())
         p.write_bytes(teacher_files[fmt].read_bytes())
         assert load_model(p).num_outputs == 10
+
+
+@pytest.mark.slow
+def test_a_program_with_a_static_batch_is_exported_at_that_batch(tmp_path):
+    """torch.export.export(m, (x,)) fixes the batch at 1: the run goes through (no guard traceback), the ONNX
+    model keeps batch 1 and says so, and parity runs the held-out inputs in chunks of it."""
+    from compressor.demo import teacher
+
+    ep = torch.export.export(teacher().module.eval(), (torch.zeros(1, 1, 8, 8),))
+    torch.export.save(ep, str(tmp_path / "static.pt2"))
+    p = run_cli(tmp_path / "static.pt2", "--target", "onnx", "--out", tmp_path / "out")
+    assert p.returncode == 0, p.stderr[-2000:]
+    (onnx,) = json.loads((tmp_path / "out" / "manifest.json").read_text())["artifacts"]
+    assert onnx["batch"].startswith("fixed 1") and onnx["inputs"][0]["shape"][0] == 1
+    assert onnx["parity"]["passed"] and onnx["parity"]["n_samples"] > 1
