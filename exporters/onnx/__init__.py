@@ -26,6 +26,28 @@ NAME = "onnx"
 TORCHSCRIPT_OPSET = 17  # what onnx2tf handles best; the dynamo exporter keeps its own (newer) default
 
 
+GENERIC_NAMES = {"x", "inp", "inputs", "args", "input", "self", "data", "tensor"}
+
+
+def input_name(model: torch.nn.Module) -> str:
+    """The model's own name for its input (forward's first argument: input_ids, pixel_values), which every
+    artifact keeps; a generic one (x, inputs) becomes "input"."""
+    import inspect
+
+    names: list[str] = []
+    try:
+        if isinstance(model, torch.jit.ScriptModule):
+            names = [a.name for a in model.forward.schema.arguments[1:]]
+        elif hasattr(model, "program") and hasattr(model.program, "graph"):  # a torch.export program's module
+            names = [n.name for n in model.program.graph.nodes if n.op == "placeholder"][-1:]
+        else:
+            names = [p for p in inspect.signature(model.forward).parameters if p != "self"]
+    except (TypeError, ValueError, AttributeError, RuntimeError):
+        pass
+    name = names[0] if names else "input"
+    return "input" if name in GENERIC_NAMES or not name.isidentifier() else name
+
+
 def _example_batch(example: torch.Tensor, n: int = 2) -> torch.Tensor:
     # torch.export specialises a size-1 dimension, which would fix the batch at 1.
     return example.expand(n, *example.shape[1:]).contiguous()
@@ -44,6 +66,7 @@ def to_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, *, opset:
         order = ["torchscript"]
     errors = []
     static = getattr(model, "static_batch", None)  # a .pt2 program with a fixed batch keeps it
+    name = input_name(model)
     x = _example_batch(example, static) if static else _example_batch(example)
     # the dynamo exporter logs a warning per missing optional library (torchvision ops); not the user's concern
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
@@ -54,12 +77,12 @@ def to_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, *, opset:
                 if how == "dynamo":
                     batch = torch.export.Dim("batch", min=1, max=4096)
                     torch.onnx.export(model, (x,), str(path), dynamo=True, opset_version=opset,
-                                      input_names=["input"], output_names=["output"],
+                                      input_names=[name], output_names=["output"],
                                       dynamic_shapes=None if static else ({0: batch},), optimize=True, verbose=False)
                 else:
                     torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=opset or TORCHSCRIPT_OPSET,
-                                      input_names=["input"], output_names=["output"],
-                                      dynamic_axes=None if static else {"input": {0: "batch"}, "output": {0: "batch"}},
+                                      input_names=[name], output_names=["output"],
+                                      dynamic_axes=None if static else {name: {0: "batch"}, "output": {0: "batch"}},
                                       training=torch.onnx.TrainingMode.PRESERVE)
             inline_weights(path)
             batch = f"fixed {static} (the .pt2 program was exported with a static batch)" if static else "dynamic"

@@ -190,11 +190,22 @@ def _failed_node(it, message: str) -> str:
 
 
 def io_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """Inputs and outputs, named as an app calls them: by the serving signature's names (input_ids), not the
+    tensors' (serving_default_input_ids:0)."""
     it = interpreter(path)
+    sig = next(iter(it.get_signature_list().values()), {})
 
-    def spec(d: dict) -> TensorSpec:
-        return TensorSpec(d["name"], tuple(int(s) for s in d["shape_signature"]), np.dtype(d["dtype"]).name)
-    return [spec(d) for d in it.get_input_details()], [spec(d) for d in it.get_output_details()]
+    def specs(details: list[dict], names: list[str]) -> list[TensorSpec]:
+        if len(names) != len(details):
+            names = [d["name"] for d in details]
+        if len(names) == 1:  # one tensor: the signature's one name, whatever the tensor is called
+            return [TensorSpec(names[0], tuple(int(s) for s in details[0]["shape_signature"]),
+                               np.dtype(details[0]["dtype"]).name)]
+        # the signature lists names in sorted order; match each to its tensor by the tensor's name
+        by_tensor = {d["name"]: next((n for n in names if n in d["name"]), d["name"]) for d in details}
+        return [TensorSpec(by_tensor[d["name"]], tuple(int(s) for s in d["shape_signature"]),
+                           np.dtype(d["dtype"]).name) for d in details]
+    return specs(it.get_input_details(), sig.get("inputs", [])), specs(it.get_output_details(), sig.get("outputs", []))
 
 
 def input_spec(path: Path) -> tuple[tuple[int, ...], str]:
