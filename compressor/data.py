@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .core.errors import CompressError
+from .preprocess import Preprocess, image_array
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".pgm", ".ppm"}
 MIN_SAMPLES = 20  # fewer cannot be split into train / validation / test with more than a sample or two each
@@ -165,33 +166,37 @@ def _image_mode(channels: int | None, image_mode: str) -> str:
 
 
 def load_folder(path: Path, channels: int | None = None, classes: tuple[str, ...] | None = None,
-                num_classes: int | None = None) -> Dataset:
+                num_classes: int | None = None, size: tuple[int, int] | None = None,
+                preprocess: Preprocess | None = None) -> Dataset:
+    """Images by class folder; resized and centre-cropped to `size` (H, W) when they differ from it, scaled to
+    0..1 and normalised by `preprocess` (compressor/preprocess.py)."""
     from PIL import Image, UnidentifiedImageError
 
+    pre = preprocess or Preprocess()
     class_dirs = _class_dirs(path)
     labels, names = _folder_labels(path, [d.name for d in class_dirs], classes, num_classes)
-    xs, ys, size = [], [], None
+    xs, ys, first = [], [], None
     for d in class_dirs:
         for f in _visible(list(d.iterdir())):
             if f.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             try:
                 with Image.open(f) as im:
-                    im = im.convert(_image_mode(channels, im.mode))
-                    a = np.asarray(im, dtype=np.float32) / 255.0
+                    a = image_array(im.convert(_image_mode(channels, im.mode)), size, pre)
             except (UnidentifiedImageError, OSError) as e:
                 raise CompressError(f"cannot read image {f} ({e.__class__.__name__}); remove or replace it") from None
-            a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-            if size is None:
-                size = a.shape
-            elif a.shape != size:
-                raise CompressError(f"images differ in size: {f} is {a.shape[1:]} but earlier ones are {size[1:]}; "
-                                    "resize them all to one size")
+            if first is None:
+                first = a.shape
+            elif a.shape != first:
+                raise CompressError(f"images differ in size: {f} is {a.shape[1:]} but earlier ones are {first[1:]}; "
+                                    "resize them all to one size, or give the model's size (--input-shape)")
             xs.append(a)
             ys.append(labels[d.name])
     if not xs:
         raise CompressError(f"no images found under {path} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    return Dataset(np.stack(xs), np.asarray(ys, np.int64), names, str(path), "pixels / 255")
+    how = "pixels / 255" + (f", resized and centre-cropped to {size[0]}x{size[1]}" if size else "") + \
+        (f", normalised ({pre.name}: mean {pre.mean}, std {pre.std})" if pre.mean else "")
+    return Dataset(np.stack(xs), np.asarray(ys, np.int64), names, str(path), how)
 
 
 def conform(data: Dataset, input_dtype: str = "float32") -> Dataset:
@@ -210,7 +215,8 @@ def conform(data: Dataset, input_dtype: str = "float32") -> Dataset:
 
 
 def load(spec: str, channels: int | None = None, *, input_dtype: str = "float32", num_classes: int | None = None,
-         classes: tuple[str, ...] | None = None, input_shape: tuple[int, ...] | None = None) -> Dataset:
+         classes: tuple[str, ...] | None = None, input_shape: tuple[int, ...] | None = None,
+         preprocess: Preprocess | None = None) -> Dataset:
     """`digits`, `random` (needs `input_shape`), a folder of images by class, or an .npz file; `num_classes` and
     `classes` (the model's) are checked before anything is built from the labels."""
     if spec == "digits":
@@ -223,7 +229,8 @@ def load(spec: str, channels: int | None = None, *, input_dtype: str = "float32"
     if not p.exists():
         raise CompressError(f"data {spec!r} not found; give 'digits', a folder of images by class, or an .npz file")
     if p.is_dir():
-        return conform(load_folder(p, channels, classes, num_classes), input_dtype)
+        size = tuple(input_shape[-2:]) if input_shape is not None and len(input_shape) == 4 else None
+        return conform(load_folder(p, channels, classes, num_classes, size, preprocess), input_dtype)
     if p.suffix == ".npz":
         return conform(load_npz(p, num_classes), input_dtype)
     raise CompressError(f"data {spec!r} is neither a folder nor an .npz file; give 'digits', a folder or an .npz")
@@ -257,8 +264,8 @@ def sample_shape(spec: str, channels: int | None = None) -> tuple[int, ...] | No
             for d in _class_dirs(p):
                 for f in _visible(list(d.iterdir())):
                     if f.suffix.lower() in IMAGE_SUFFIXES:
-                        with Image.open(f) as im:
-                            return (1 if _image_mode(channels, im.mode) == "L" else 3, im.height, im.width)
+                        with Image.open(f) as im:  # images are resized to the model's size: channels must fit
+                            return (1 if _image_mode(channels, im.mode) == "L" else 3, -1, -1)
             return None
         if p.suffix == ".npz" and p.is_file():
             shape = _npy_headers(p).get("x", ((),))[0]
@@ -269,8 +276,9 @@ def sample_shape(spec: str, channels: int | None = None) -> tuple[int, ...] | No
 
 
 def check_shape(sample: tuple[int, ...] | None, input_shape: tuple[int, ...], spec: str = "") -> None:
-    if sample is None or tuple(sample) == tuple(input_shape[1:]):
-        return
+    want = tuple(input_shape[1:])
+    if sample is None or (len(sample) == len(want) and all(s in (-1, w) for s, w in zip(sample, want))):
+        return  # -1: any size (images are resized to the model's)
     if spec == "digits":  # the demo's data, which is also --data's default: say so, and what else there is
         raise CompressError(f"the model takes inputs of shape {tuple(input_shape[1:])}, and --data digits (the "
                             "default, the demo's 8x8 digits) does not fit; pass --data FOLDER (images by class), "
