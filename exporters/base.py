@@ -91,6 +91,7 @@ class ExportJob:
     calib_pool: np.ndarray | None = None  # the whole training split: more calibration samples, if a budget needs them
     options: ExportOptions = field(default_factory=ExportOptions)
     kind: str = "logits"  # the output's kind (compressor.core.parity.KINDS): how parity is judged
+    class_names: tuple[str, ...] | None = None  # a classifier's labels, written into the artifacts
     shared: Shared = field(default_factory=lambda: Shared())
 
     def private_dir(self) -> Path:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from compressor.core import chromium
 from compressor.core.artifact import Artifact, TensorSpec, batch1
 from compressor.core.errors import CompressError, ConverterError
 from compressor.core.parity import Parity, compare, page_rule, rule
@@ -29,13 +30,17 @@ from . import bundle, tf_route
 from .base import TFJS_QUANT, ExportJob
 
 NAME = "tfjs"
-ROOT = Path(__file__).resolve().parent.parent
-CONVERTER = Path(os.environ.get("COMPRESS_TFJS_CONVERTER", ROOT / ".venv-tfjs" / "bin" / "tensorflowjs_converter"))
 TIMEOUT = 900
 
 
+def converter() -> Path:
+    """tensorflowjs_converter: COMPRESS_TFJS_CONVERTER when set, else COMPRESS_HOME's .venv-tfjs (read per call)."""
+    given = os.environ.get("COMPRESS_TFJS_CONVERTER")
+    return Path(given) if given else chromium.home() / ".venv-tfjs" / "bin" / "tensorflowjs_converter"
+
+
 def converter_command(saved_model: Path, out: Path, quant: str | None = None) -> list[str]:
-    cmd = [str(CONVERTER), "--input_format=tf_saved_model", "--output_format=tfjs_graph_model",
+    cmd = [str(converter()), "--input_format=tf_saved_model", "--output_format=tfjs_graph_model",
            "--signature_name=serving_default", "--saved_model_tags=serve"]
     if quant is not None:
         check_choice("TF.js quantization", quant, TFJS_QUANT)
@@ -50,8 +55,9 @@ def convert_saved_model(saved_model: Path, out: Path, quant: str | None = None,
 
     `onnx_path` (the graph onnx2tf converted) lets an unsupported-op error name the ONNX node and layer.
     """
-    if not CONVERTER.exists():
-        raise CompressError(f"the TF.js converter {CONVERTER} is missing; run `make setup` (creates .venv-tfjs)")
+    if not converter().exists():
+        raise CompressError(f"the TF.js converter {converter()} is missing; {chromium.setup_hint()}, "
+                            "or set COMPRESS_TFJS_CONVERTER")
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "-1"}
     t0 = time.perf_counter()
@@ -83,7 +89,8 @@ def meta(job: ExportJob, runtime: str, variant: str, input_name: str, output_nam
     shape = tuple(tf_route.to_layout(np.zeros(tuple(job.example.shape), dtype=np.float32), layout).shape)
     dtype = np.asarray(job.inputs).dtype.name
     return {"runtime": runtime, "inputName": input_name, "outputName": output_name, "inputShape": list(shape),
-            "outputShape": [1, *job.reference.shape[1:]], "inputDtype": dtype, "layout": layout, "variant": variant}
+            "outputShape": [1, *job.reference.shape[1:]], "inputDtype": dtype, "layout": layout, "variant": variant,
+            "labels": list(job.class_names or ())}  # a classifier's class names, in model.js's META
 
 
 def bundle_facts(job: ExportJob, kind: str, variant: str, model_files: list[str]) -> dict:

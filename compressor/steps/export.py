@@ -34,7 +34,7 @@ def export_job(s: State) -> ExportJob:
     return ExportJob(model=s.model.module, example=s.model.example(1), inputs=inputs,
                      reference=reference, calib=train.x[:options.calib_samples], calib_pool=train.x,
                      workdir=s.workdir, labels=None if test.y is None else test.y[:n], options=options,
-                     kind=s.model.task)
+                     kind=s.model.task, class_names=s.class_names)
 
 
 def check_and_keep(s: State, made: list[Artifact], validate: Callable[[Artifact], Parity],

@@ -45,6 +45,9 @@ def data(s: State) -> None:
         d = dataclasses.replace(d, y=None)
     datasets.check_fits(d, t.input_shape, t.num_outputs if classify else None)
     warning = datasets.check_size(d)
+    s.class_names = class_names(t, d)
+    if s.class_names:
+        s.sections["labels"] = list(s.class_names)
     s.splits = datasets.split(d, seed=s.cfg.seed)
     s.sections["data"] = {"source": d.source, "classes": len(d.classes), "labelled": d.y is not None,
                           "samples": len(d), "scale": d.scale, "train": len(s.splits.train),
@@ -55,6 +58,16 @@ def data(s: State) -> None:
         s.sections["data"]["warning"] = warning
         s.console.print(f"[yellow]warning[/]: {warning}", soft_wrap=True)
     s.sections["teacher"] = describe(t, s.splits.test)
+
+
+def class_names(model: LoadedModel, d: datasets.Dataset) -> tuple[str, ...] | None:
+    """A classifier's labels: the ones the model records, else the data's classes (folder names) when they
+    are as many as its outputs; written into every artifact and the manifest."""
+    if model.task != "logits":
+        return None
+    if model.classes:
+        return model.classes
+    return d.classes if d.y is not None and len(d.classes) == model.num_outputs else None
 
 
 def describe(m: LoadedModel, test: datasets.Dataset) -> dict[str, Any]:

@@ -25,3 +25,4 @@ class State:
     sections: dict[str, Any] = field(default_factory=dict)  # manifest sections (data, teacher, student, ...)
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per step
     distilled: Any = None  # the distillation's Outcome: its default checkpoints go if a later step fails
+    class_names: tuple[str, ...] | None = None  # a classifier's labels (the model's, or the class folders')

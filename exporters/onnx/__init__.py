@@ -167,6 +167,17 @@ def io_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     return [spec(v) for v in m.graph.input if v.name not in inits], [spec(v) for v in m.graph.output]
 
 
+def write_labels(path: Path, names: tuple[str, ...]) -> None:
+    """The class names in the model's metadata_props ("labels": a JSON list), where ONNX tools look."""
+    import json
+
+    import onnx
+
+    m = onnx.load(str(path))
+    onnx.helper.set_model_props(m, {**{p.key: p.value for p in m.metadata_props}, "labels": json.dumps(list(names))})
+    onnx.save(m, str(path))
+
+
 def input_spec(path: Path) -> tuple[tuple[int, ...], str]:
     """(batch-1 shape, dtype) of the first input, as `compress bench` feeds it."""
     ins, _ = io_specs(path)
@@ -180,6 +191,8 @@ def export(job: ExportJob) -> list[Artifact]:
     path = job.workdir / "model.onnx"
     optimize(raw, path)
     raw.unlink()
+    if job.class_names:
+        write_labels(path, job.class_names)
     ins, outs = io_specs(path)
     made = Artifact(path=path, format="onnx", variant="float32", inputs=ins, outputs=outs, opset=how["opset"],
                     convert_seconds=time.perf_counter() - t0, extra={"exporter": how["exporter"], "batch": how["batch"]})

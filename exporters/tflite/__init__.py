@@ -231,6 +231,8 @@ def export(job: ExportJob) -> list[Artifact]:
             budget = _int8_within_budget(job, sm, path)
         else:
             path.write_bytes(convert(sm, variant, job))
+        if job.class_names:
+            attach_labels(path, job.class_names)
         ops = tf_route.graph_ops(path)
         ins, outs = io_specs(path)
         counts: dict[str, int] = {}
@@ -241,8 +243,18 @@ def export(job: ExportJob) -> list[Artifact]:
             convert_seconds=time.perf_counter() - t1 + (shared if variant == "float32" else 0.0),
             extra={"converter": "onnx2tf (SavedModel) + tf.lite.TFLiteConverter", "layout": tf_route.layout_of(job),
                    "calibration_samples": len(job.calib) if variant in ("int8", "int16x8") else 0,
-                   **tf_route.transpose_stats(ops), "op_counts": dict(sorted(counts.items())), **budget}))
+                   **tf_route.transpose_stats(ops), "op_counts": dict(sorted(counts.items())), **budget,
+                   **({"labels": "labels.txt packed in the .tflite (zip)"} if job.class_names else {})}))
     return made
+
+
+def attach_labels(path: Path, names: tuple[str, ...]) -> None:
+    """labels.txt packed into the .tflite as LiteRT's metadata tools pack associated files: a zip archive
+    after the flatbuffer, which the interpreter ignores and `zipfile` reads."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "a") as z:
+        z.writestr("labels.txt", "".join(f"{n}\n" for n in names))
 
 
 def _int8_within_budget(job: ExportJob, saved_model: Path, path: Path) -> dict:
