@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import text
 from .core.errors import CompressError
 from .preprocess import Preprocess, image_array
 
@@ -199,6 +200,25 @@ def load_folder(path: Path, channels: int | None = None, classes: tuple[str, ...
     return Dataset(np.stack(xs), np.asarray(ys, np.int64), names, str(path), how)
 
 
+def load_text(path: Path, tokenizer: str | None, input_shape: tuple[int, ...] | None,
+              num_classes: int | None = None) -> Dataset:
+    """A text file or JSONL tokenised to the model's sequence length (compressor/text.py)."""
+    if input_shape is None or len(input_shape) != 2:
+        raise CompressError(f"text data feeds a model that takes token ids of shape (batch, length); this one takes "
+                            f"{tuple(input_shape or ())}: give --input-shape 1,LENGTH or other data")
+    tok = text.load_tokenizer(tokenizer)
+    texts, labels = text.read_examples(path)
+    y = None if labels is None else np.asarray(labels, np.int64)
+    if y is not None and num_classes is not None and y.max() >= num_classes:
+        raise CompressError(f"labels in {path} go up to {int(y.max())} but the model has {num_classes} outputs; "
+                            "fix the labels or the model")
+    names = tuple(str(i) for i in range(int(y.max()) + 1)) if y is not None else ()
+    ids = text.tokenize(texts, tok, input_shape[1])
+    how = f"tokenised by {Path(tokenizer).name}/tokenizer.json, padded or cut to {input_shape[1]} tokens " \
+          f"(vocabulary {text.vocab_size(tok):,})"
+    return Dataset(ids, y, names, str(path), how)
+
+
 def conform(data: Dataset, input_dtype: str = "float32") -> Dataset:
     """Inputs as the model takes them: integers for an integer model, else float32 (uint8 scaled like images)."""
     x = data.x
@@ -216,7 +236,7 @@ def conform(data: Dataset, input_dtype: str = "float32") -> Dataset:
 
 def load(spec: str, channels: int | None = None, *, input_dtype: str = "float32", num_classes: int | None = None,
          classes: tuple[str, ...] | None = None, input_shape: tuple[int, ...] | None = None,
-         preprocess: Preprocess | None = None) -> Dataset:
+         preprocess: Preprocess | None = None, tokenizer: str | None = None) -> Dataset:
     """`digits`, `random` (needs `input_shape`), a folder of images by class, or an .npz file; `num_classes` and
     `classes` (the model's) are checked before anything is built from the labels."""
     if spec == "digits":
@@ -233,7 +253,10 @@ def load(spec: str, channels: int | None = None, *, input_dtype: str = "float32"
         return conform(load_folder(p, channels, classes, num_classes, size, preprocess), input_dtype)
     if p.suffix == ".npz":
         return conform(load_npz(p, num_classes), input_dtype)
-    raise CompressError(f"data {spec!r} is neither a folder nor an .npz file; give 'digits', a folder or an .npz")
+    if p.suffix in text.TEXT_SUFFIXES:
+        return conform(load_text(p, tokenizer, input_shape, num_classes), input_dtype)
+    raise CompressError(f"data {spec!r} is not a folder, an .npz, a .txt or a .jsonl; give 'digits', 'random', a folder "
+                        "of images by class, an .npz, or text with --tokenizer")
 
 
 def random_inputs(input_shape: tuple[int, ...], input_dtype: str = "float32", n: int = RANDOM_SAMPLES,
