@@ -1,12 +1,13 @@
 # `make demo`: set everything up (idempotent), then distil the built-in digits teacher into a quarter-size
 # student, quantize it, export every target and benchmark them (report in demo-out/report.html).
 # `make test`: set everything up and run the test suite (what CI runs).
+# `make wheel`: dist/edge_compress-*.whl, to install in another virtualenv (README "Set-up notes").
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= demo-out
 
-.PHONY: setup demo test test-fast lint
+.PHONY: setup demo test test-fast lint wheel
 setup:
 	@bash scripts/setup.sh --browser
 
@@ -22,3 +23,8 @@ test-fast: setup
 
 lint:
 	$(VENV)/bin/ruff check .
+
+wheel:
+	@bash scripts/setup.sh
+	$(PY) -m pip wheel --no-deps --no-build-isolation -q -w dist .
+	@rm -rf build

@@ -6,11 +6,14 @@
 Exit status: 0 ok, 1 a gate failed (a budget exceeded, or a baseline row not measured), 2 bad input
 (also: files that differ from their manifest without --accept-modified, a baseline of another schema,
 or of another machine with --fail-other-machine). Rules: docs/benchmarks.md#the-gate.
+`compress bench` parses these flags in compressor/cli.py's parser tree (`add_arguments`) and calls `run`;
+with --json, `run`'s document (bench.json's, with the gate's verdict) is what it prints on stdout.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,12 +26,19 @@ EPILOG = """gate: latency fails only when the slowdown exceeds --fail-slower AND
 bootstrap intervals. Every row counted in the baseline whose setting this run measures must be measured
 again (missing, erroring or NaN rows fail; --only/--targets narrow the settings). A baseline from another
 machine is a loud warning (--fail-other-machine: refused). Devices (--device): see benchmarks/platforms.py;
---cpu-throttle 4 = DevTools mid-tier. Exit status: 0 passed, 1 gate failed, 2 bad input."""
+--cpu-throttle 4 = DevTools mid-tier. --json: the result document (as bench.json, with the gate's verdict)
+on stdout, the table and logs on stderr. Exit status: 0 passed, 1 gate failed, 2 bad input."""
+DESCRIPTION = "Benchmark artifacts; optionally gate on a baseline."
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="compress bench", description="Benchmark artifacts; optionally gate on a "
-                                "baseline.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="compress bench", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", type=Path, help="an output folder (with manifest.json) or artifact files")
     p.add_argument("--targets", default="cpu", help="cpu, mobile, browser or all; comma-separated (default cpu)")
     p.add_argument("--save", type=Path, help="write the results as a baseline JSON")
@@ -57,7 +67,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, help="folder for bench.json, report.html and report.md "
                    "(default: the output folder given, if one)")
     p.add_argument("--seed", type=int, default=0)
-    return p
+    p.add_argument("--json", action="store_true", help="print the result document (with the gate's verdict) on "
+                   "stdout; the table and logs go to stderr")
 
 
 def bounds_from(a: argparse.Namespace) -> Bounds:
@@ -71,6 +82,14 @@ def bounds_from(a: argparse.Namespace) -> Bounds:
 
 def main(argv: list[str]) -> int:
     a = parser().parse_args(argv)
+    code, doc = run(a)
+    if a.json:
+        print(doc)
+    return code
+
+
+def run(a: argparse.Namespace) -> tuple[int, str]:
+    """The command on parsed flags: its exit status (0 passed, 1 gate failed) and its result as JSON text."""
     from rich.console import Console
 
     from .bench import BenchOptions
@@ -120,10 +139,10 @@ def main(argv: list[str]) -> int:
         (out / "bench.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
         report.write(result, out)
         console.print(f"report: {out / 'report.html'}, {out / 'report.md'}")
-    print(report.markdown_table(result))
+    print(report.markdown_table(result), file=sys.stderr if a.json else sys.stdout)
     if baseline or g.accuracy:
         gate.print_gate(g, console)
-    return 1 if g.failed else 0
+    return 1 if g.failed else 0, json.dumps(result, indent=1, default=str)
 
 
 def _baseline(a: argparse.Namespace) -> dict:
@@ -153,7 +172,7 @@ def _verify(paths: list[Path], accept: bool, console) -> list[dict]:
     return changed
 
 
-def _ab(a: argparse.Namespace, opts, budget, console) -> int:
+def _ab(a: argparse.Namespace, opts, budget, console) -> tuple[int, str]:
     from . import ab, gate
 
     if a.paths or a.compare:
@@ -165,4 +184,4 @@ def _ab(a: argparse.Namespace, opts, budget, console) -> int:
     if a.save:
         gate.save(doc, a.save)
     gate.print_gate(g, console, title="A/B interleaved: B vs A", sides=("A", "B"))
-    return 1 if g.failed else 0
+    return 1 if g.failed else 0, json.dumps(doc, indent=1, default=str)  # doc["gate"]: the verdict

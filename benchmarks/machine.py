@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from compressor.core import chromium
+
 # CPU features that decide which kernels runtimes pick (x86 SIMD, int8 dot products, Arm NEON/dotprod).
 FLAGS_OF_INTEREST = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
                      "avx512_bf16", "amx_tile", "neon", "asimd", "asimddp", "sve", "i8mm")
 RUNTIMES = ("numpy", "torch", "onnxruntime", "ai-edge-litert", "tensorflow", "playwright", "matplotlib", "scipy")
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def cpu_info() -> dict[str, Any]:
@@ -52,7 +53,7 @@ def runtime_versions() -> dict[str, str]:
 
     out = tool_versions(RUNTIMES)
     for pkg, key in (("@tensorflow/tfjs", "tfjs"), ("onnxruntime-web", "onnxruntime-web")):
-        f = ROOT / "node_modules" / pkg / "package.json"
+        f = chromium.node_modules() / pkg / "package.json"
         if f.exists():
             out[key] = json.loads(f.read_text()).get("version", "?")
     return out

@@ -1,121 +1,231 @@
 """`compress`: a thin command line over compressor.pipeline and friends.
 
-    compress MODEL [options]      load, (distil, quantize,) export, validate, report
-    compress demo [options]       the same on the built-in digits teacher
-    compress teacher FILE         write the built-in teacher in a chosen format
-Heavy libraries are imported inside the commands, so `compress --help` stays fast.
+    compress export MODEL [options]   load, (distil, quantize,) export, validate, report;
+    compress MODEL [options]          the same (a first argument that is no command is export's model)
+    compress demo [options]           the same on the built-in digits teacher
+    compress teacher FILE             write the built-in teacher in a chosen format
+    compress bench OUT_DIR [options]  benchmark artifacts; gate on a baseline
+    compress --version                the tool's version and its libraries'
+
+A usage error is one line (`error: ...; see compress SUB --help`), exit 2, as every CompressError;
+`--json` prints the result (the manifest, bench's document) on stdout and everything else on stderr.
+Each command's flags are added only when it runs, and heavy libraries are imported inside the
+commands, so that `compress --help` stays fast. The run options (export, demo) and their recipe:
+cli_options.py.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
+from . import cli_options
+from .cli_options import config_from_args, run_parser  # noqa: F401  (for tests and scripts)
 from .core.errors import CompressError
 
-COMMANDS: dict[str, Callable[[list[str]], int]] = {}
-EPILOG = """other commands:
-  compress demo [options]    run the whole job on the built-in digits teacher (no model needed)
-  compress teacher FILE      write the built-in teacher (--format torchscript|pt2|state_dict|pickle)
-  compress bench OUT_DIR     time artifacts on cpu/mobile/browser targets; --save/--compare a CI baseline
-run `compress COMMAND --help` for each."""
+Result = tuple[int, str | None]  # exit status, and the JSON text that --json prints on stdout
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[..., Result]]] = {}
+DESCRIPTION = """Compress a PyTorch model into verified edge artifacts.
+
+commands:
+  compress MODEL [options]         the main job (= compress export MODEL): its options are below
+  compress demo [options]          the same on the built-in digits teacher (no model needed)
+  compress teacher FILE            write the built-in teacher (--format torchscript|pt2|state_dict|pickle)
+  compress bench OUT_DIR           time artifacts on cpu/mobile/browser; --save/--compare a CI baseline
+  compress --version               versions of this tool, torch, onnx, onnxruntime, tensorflow, tensorflowjs
+run `compress COMMAND --help` for each; the options of `compress MODEL` follow."""
+EXIT = """--json: the manifest (export, demo) or the result with the gate's verdict (bench) on stdout, logs on stderr;
+an error as {"error": ..., "exit_code": N}. --recipe FILE: any option above as YAML (docs/api.md#recipes).
+exit status: 0 done; 1 bench: the gate found a regression; 2 bad input or usage; 3 a parity check failed;
+4 an accuracy budget could not be met; 5 a converter or runtime failed; 130/143 interrupted (Ctrl-C/SIGTERM)."""
 
 
-def command(name: str):
-    def deco(fn: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
-        COMMANDS[name] = fn
+class Parser(argparse.ArgumentParser):
+    """argparse with a usage error as one line (a CompressError: exit 2), not the usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CompressError(f"{message}; see {self.prog} --help")
+
+
+class TopParser(Parser):
+    """`compress --help`: the commands, then the options of the main job (`compress MODEL`)."""
+
+    main_job: argparse.ArgumentParser | None = None
+    selected: argparse.ArgumentParser | None = None  # the command's parser: leftover arguments are its errors
+
+    def error(self, message: str) -> NoReturn:
+        if self.selected is not None:
+            self.selected.error(message)
+        super().error(message)
+
+    def format_help(self) -> str:
+        more = "\n" + self.main_job.format_help() if self.main_job is not None else ""
+        return super().format_help() + more
+
+
+def command(name: str, text: str, add: Callable[[argparse.ArgumentParser], None]):
+    """Register a command: its line in the help, the function adding its flags, and the command."""
+    def deco(fn: Callable[..., Result]) -> Callable[..., Result]:
+        COMMANDS[name] = (text, add, fn)
         return fn
     return deco
 
 
-def run_parser(prog: str = "compress", with_model: bool = True) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Compress a PyTorch model into verified edge artifacts.",
-                                epilog=EPILOG if with_model else None,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    if with_model:
-        p.add_argument("model", nargs="+", help="TorchScript (.pt), torch.export program (.pt2), state_dict (with "
-                       "--arch), or a pickled nn.Module (with --trust-model); several files: an ensemble of "
-                       "teachers (with --student)")
-    p.add_argument("--target", default="onnx", help="onnx, tflite, tfjs, onnx-web, or all; comma-separated")
-    p.add_argument("--out", default="out", help="output folder (written atomically)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
-    p.add_argument("--data", default="digits", help="'digits', a folder of images by class, or an .npz with x/y")
-    p.add_argument("--arch", help="package.module:ClassName for a state_dict")
-    p.add_argument("--trust-model", action="store_true", help="allow unpickling a whole model (runs its code)")
-    p.add_argument("--input-shape", help="input shape with batch, e.g. 1,3,32,32")
-    p.add_argument("--calib", type=int, default=200, help="calibration samples for int8 (default 200)")
-    p.add_argument("--layout", default="nchw", help="TFLite input layout: nchw (as PyTorch) or nhwc")
-    p.add_argument("--tfjs-quant", help="TF.js weight quantization: float16, uint8, uint16")
-    p.add_argument("--bundle", help="browser bundle folder inside --out for tfjs/onnx-web (default web, web-ort)")
-    p.add_argument("--variants", default="", help="TFLite variants: float32,float16,dynamic-int8,int8,int16x8 "
-                                                  "(default: all but int16x8)")
-    p.add_argument("--parity-samples", type=int, help="held-out samples used for parity checks (default: all)")
-    p.add_argument("--seed", type=int, default=None,
-                   help="seed of the data split and of training (default 0; a recipe's seed: key when not given)")
-    p.add_argument("--bench", default="", help="benchmark the artifacts on: cpu, mobile, browser (comma-separated; "
-                                               "default off); writes report.html/report.md")
-    p.add_argument("--bench-bounds", default="demo", help="benchmark run bounds: quick, demo, default, thorough")
-    p.add_argument("--bench-device", default="pixel-7", help="emulated phone for --bench mobile (pixel-7, moto-g4 ...)")
-    from .distill.cli_args import add_arguments as add_distill_arguments
-
-    add_distill_arguments(p)
-    p.add_argument("--quantize", help="int8 (static, calibrated), fp16, dynamic (int8 weights) or qat "
-                                      "(quantization-aware fine-tuning); adds ONNX artifacts, for qat with a tflite "
-                                      "target also its TFLite int8, for int8 with onnx-web an int8 web bundle "
-                                      "(see docs/quantization.md)")
-    p.add_argument("--calib-method", help="int8 calibration: minmax (default), entropy, percentile")
-    p.add_argument("--max-accuracy-drop", type=float, default=1.0,
-                   help="accuracy budget of every int8 artifact (ONNX --quantize, TFLite int8), in percentage "
-                        "points on the held-out split (default 1.0)")
-    return p
+def build_parser(selected: str | None, implicit: bool = False) -> TopParser:
+    """The parser tree; only `selected`'s flags are added (export's for `compress --help`)."""
+    top = TopParser(prog="compress", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+                    usage="compress [--version] [--json] {export,demo,teacher,bench} ...\n"
+                          "       compress MODEL [options]")
+    top.add_argument("--version", action="store_true", help="print the versions of this tool and its libraries")
+    top.add_argument("--json", action="store_true", help="machine-readable output on stdout (see below)")
+    # listed by DESCRIPTION (with `compress MODEL`), so argparse's own list is hidden
+    sub = top.add_subparsers(dest="command", parser_class=Parser, help=argparse.SUPPRESS)
+    for name, (text, add, fn) in COMMANDS.items():
+        # `compress MODEL` points its errors at `compress --help`, `compress export MODEL` at its own
+        prog = "compress" if implicit and name == "export" else f"compress {name}"
+        p = sub.add_parser(name, help=text, prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog=EXIT if name != "teacher" else None)
+        p.set_defaults(run=fn)
+        if name == (selected or "export"):
+            add(p)
+            top.main_job, top.selected = (p, None) if selected is None else (None, p)
+    return top
 
 
-def quantize_from_args(a: argparse.Namespace):
-    if a.quantize is None:
-        if a.calib_method is not None:
-            raise CompressError("--calib-method needs --quantize int8")
-        return None
-    from .quantize.config import from_name
-
-    return from_name(a.quantize, calib_method=a.calib_method, calib_samples=a.calib,
-                     max_accuracy_drop=a.max_accuracy_drop)
-
-
-def config_from_args(a: argparse.Namespace, model: str, extra_teachers: tuple[str, ...] = ()):
-    from exporters.base import ExportOptions
-
-    from .config import RunConfig
-    from .distill.cli_args import from_args as distill_from_args
-    from .loading import parse_shape
-
-    return RunConfig(
-        model=model, targets=tuple(t.strip() for t in a.target.split(",")), out=a.out, overwrite=a.overwrite,
-        data=a.data, arch=a.arch, trust_model=a.trust_model,
-        input_shape=parse_shape(a.input_shape) if a.input_shape else None,
-        seed=a.seed if a.seed is not None else 0,  # None = not typed, so a recipe's seed: can apply
-        parity_samples=a.parity_samples,
-        bench=tuple(t.strip() for t in a.bench.split(",") if t.strip()), bench_bounds=a.bench_bounds,
-        bench_device=a.bench_device,
-        export=ExportOptions(calib_samples=a.calib, layout=a.layout, tfjs_quant=a.tfjs_quant, bundle=a.bundle,
-                             variants=tuple(v.strip() for v in a.variants.split(",") if v.strip()),
-                             max_accuracy_drop=a.max_accuracy_drop),
-        distill=distill_from_args(a, extra_teachers),
-        quantize=quantize_from_args(a),
-    )
+def route(argv: list[str]) -> tuple[str | None, list[str], bool]:
+    """The command named by argv, argv for the parser tree, and whether export was implied: a first argument
+    that names no command is export's model (`compress model.pt ...`); a mistyped command is an error."""
+    i = next((k for k, x in enumerate(argv) if x != "--json"), len(argv))
+    first = argv[i] if i < len(argv) else None
+    if first in COMMANDS:
+        return first, argv, False
+    if first in ("-h", "--help", "--version"):
+        return None, argv, False
+    if first is None:
+        raise CompressError(f"give a model file or a command ({', '.join(COMMANDS)}); see compress --help")
+    if not first.startswith("-") and not os.path.exists(first) and not any(c in first for c in "./\\"):
+        raise CompressError(f"unknown command {first!r}; choose one of: {', '.join(COMMANDS)}, or give a model "
+                            f"file (compress MODEL); see compress --help")
+    return "export", [*argv[:i], "export", *argv[i:]], True
 
 
-def run_main(argv: list[str]) -> int:
-    a = run_parser().parse_args(argv)
+def json_requested(argv: list[str]) -> bool:
+    return "--json" in (argv[: argv.index("--")] if "--" in argv else argv)
+
+
+@contextlib.contextmanager
+def stdout_to_stderr(on: bool) -> Iterator[None]:
+    """--json: stdout carries the result alone, so whatever else a run prints (ours, a library's, a
+    subprocess's: onnx2tf and converters print to stdout) goes to stderr, file descriptor 1 included."""
+    if not on:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.__stdout__.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def versions() -> dict[str, str | None]:
+    """This tool's version and its libraries' (None: not installed), read from package metadata: nothing
+    heavy is imported. tensorflowjs is the converter environment's (.venv-tfjs, a TensorFlow of its own),
+    named by `tensorflowjs_env`, when it exists."""
+    import platform
+    from importlib import metadata
+
+    import compressor
+    from exporters import tfjs
+
+    out: dict[str, str | None] = {"compress": compressor.__version__, "python": platform.python_version()}
+    for name in ("torch", "onnx", "onnxruntime", "tensorflow", "tensorflowjs"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    env = tfjs.converter().parent.parent  # <venv>/bin/tensorflowjs_converter
+    sites = [str(p) for p in env.glob("lib/python*/site-packages")]
+    found = {d.metadata["Name"].lower().replace("_", "-"): d.version
+             for d in metadata.distributions(path=sites)} if sites else {}
+    if "tensorflowjs" in found:
+        out["tensorflowjs"], out["tensorflowjs_env"] = found["tensorflowjs"], str(env)
+        out["tensorflowjs_tensorflow"] = found.get("tensorflow-cpu") or found.get("tensorflow")
+    return out
+
+
+def version_text(v: dict[str, str | None]) -> str:
+    lines = [f"{k} {x if x is not None else 'not installed'}" for k, x in v.items()
+             if not k.startswith("tensorflowjs_")]
+    if v.get("tensorflowjs_env"):
+        lines[-1] += f" (in {v['tensorflowjs_env']}, with tensorflow {v['tensorflowjs_tensorflow']})"
+    return "\n".join(lines)
+
+
+def fail(message: str, code: int, as_json: bool) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"error": message, "exit_code": code}))
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = json_requested(argv)
+    from .runs import run_folder, sigterm_as_interrupt
+
+    received: list[int] = []
+    try:
+        with sigterm_as_interrupt(received):
+            selected, argv, implicit = route(argv)
+            a = build_parser(selected, implicit).parse_args(argv)
+            if a.version:
+                print(json.dumps(versions(), indent=1) if as_json else version_text(versions()))
+                return 0
+            if a.command is None:
+                raise CompressError(f"give a model file or a command ({', '.join(COMMANDS)}); see compress --help")
+            with run_folder(), stdout_to_stderr(as_json):
+                code, doc = a.run(a, as_json)
+        if as_json and doc is not None:
+            sys.stdout.write(doc if doc.endswith("\n") else doc + "\n")  # the manifest's text, byte for byte
+            sys.stdout.flush()
+        return code
+    except (Exception, KeyboardInterrupt) as e:
+        if received:  # whatever the interrupt became on its way up: an extension's import wraps it in ImportError
+            return fail("terminated (SIGTERM); the previous output is unchanged", 143, as_json)
+        if isinstance(e, CompressError):  # 2 bad input, 3 parity, 4 budget, 5 converter (core/errors.py)
+            return fail(str(e), e.exit_code, as_json)
+        if isinstance(e, KeyboardInterrupt):
+            return fail("interrupted; the previous output is unchanged", 130, as_json)
+        raise
+
+
+@command("export", "load, (distil, quantize,) export and verify a model: compress MODEL [options]",
+         lambda p: cli_options.add_run_arguments(p, with_model=True))
+def export_main(a: argparse.Namespace, as_json: bool) -> Result:
+    if not a.model:
+        raise CompressError("give a model file: compress MODEL [options] (or compress demo); see compress --help")
+    cfg = config_from_args(a, a.model[0], tuple(a.model[1:]))
     from . import pipeline
 
-    pipeline.run(config_from_args(a, a.model[0], tuple(a.model[1:])))
-    return 0
+    pipeline.run(cfg)
+    return 0, cli_options.finish(a, cfg, as_json)
 
 
-@command("demo")
-def demo_main(argv: list[str]) -> int:
-    a = run_parser("compress demo", with_model=False).parse_args(argv)
+@command("demo", "the same on the built-in digits teacher (no model needed)",
+         lambda p: cli_options.add_run_arguments(p, with_model=False))
+def demo_main(a: argparse.Namespace, as_json: bool) -> Result:
+    cfg = config_from_args(a, "demo")  # options checked before the teacher's training, not after
     from rich.console import Console
 
     from . import demo, pipeline
@@ -124,63 +234,50 @@ def demo_main(argv: list[str]) -> int:
     if not demo.teacher_path_cached():
         from .outputs import check_target
 
-        check_target(a.out, a.overwrite)  # a bad --out fails before the teacher's training, not after
+        check_target(cfg.out, cfg.overwrite)  # a bad --out fails before the teacher's training, not after
         from rich.progress import Progress
 
         with Progress(console=console) as bar:
             task = bar.add_task("training the built-in digits teacher (once; cached)", total=demo.EPOCHS)
             demo.teacher_path(progress=lambda epoch, acc: bar.update(
                 task, advance=1, description=f"training the built-in teacher: val accuracy {acc:.3f}"))
-    pipeline.run(config_from_args(a, "demo"), console)
-    return 0
+    pipeline.run(cfg, console)
+    return 0, cli_options.finish(a, cfg, as_json)
 
 
-@command("teacher")
-def teacher_main(argv: list[str]) -> int:
+def _teacher_arguments(p: argparse.ArgumentParser) -> None:
     from .demo import FORMATS
 
-    p = argparse.ArgumentParser(prog="compress teacher", description="Write the built-in digits teacher.")
+    p.description = "Write the built-in digits teacher."
     p.add_argument("file", type=Path)
     p.add_argument("--format", default="torchscript", help=f"one of: {', '.join(FORMATS)}")
-    a = p.parse_args(argv)
+    p.add_argument("--json", action="store_true", help="print {\"file\": ..., \"format\": ...} on stdout")
+
+
+@command("teacher", "write the built-in teacher in a chosen format", _teacher_arguments)
+def teacher_main(a: argparse.Namespace, as_json: bool) -> Result:
+    from . import demo
     from .core.registry import check_choice
 
-    check_choice("format", a.format, FORMATS)
-    from . import demo
-
+    check_choice("format", a.format, demo.FORMATS)
     demo.save_as(demo.teacher().module, a.file, a.format)
-    print(a.file)
-    return 0
+    if not as_json:
+        print(a.file)
+    return 0, json.dumps({"file": str(a.file), "format": a.format})
 
 
-@command("bench")
-def bench_main(argv: list[str]) -> int:
-    from benchmarks.cli import main as bench
+def _bench_arguments(p: argparse.ArgumentParser) -> None:
+    from benchmarks import cli as bench_cli
 
-    return bench(argv)
+    p.description, p.epilog = bench_cli.DESCRIPTION, bench_cli.EPILOG
+    bench_cli.add_arguments(p)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    fn = COMMANDS.get(argv[0]) if argv else None
-    from .runs import run_folder, sigterm_as_interrupt
+@command("bench", "time artifacts on cpu/mobile/browser; --save/--compare a CI baseline", _bench_arguments)
+def bench_main(a: argparse.Namespace, as_json: bool) -> Result:
+    from benchmarks.cli import run
 
-    received: list[int] = []
-    try:
-        with sigterm_as_interrupt(received), run_folder():
-            return fn(argv[1:]) if fn else run_main(argv)
-    except (Exception, KeyboardInterrupt) as e:
-        if received:  # whatever the interrupt became on its way up: an extension's import wraps it in ImportError
-            print("error: terminated (SIGTERM); the previous output is unchanged", file=sys.stderr)
-            return 143  # 128 + SIGTERM, as a shell reports a process that SIGTERM ended
-        if isinstance(e, CompressError):  # 2 bad input, 3 parity, 4 budget, 5 converter (core/errors.py)
-            print(f"error: {e}", file=sys.stderr)
-            return e.exit_code
-        if isinstance(e, KeyboardInterrupt):
-            print("error: interrupted; the previous output is unchanged", file=sys.stderr)
-            return 130
-        raise
-
+    return run(a)
 
 if __name__ == "__main__":
     sys.exit(main())

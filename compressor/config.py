@@ -2,7 +2,8 @@
 
 Validation happens in __post_init__ and raises CompressError (a ValueError) naming the
 valid choices. `from_mapping` builds a config from plain data (a recipe): it never runs
-code, and unknown keys are errors that list the known ones.
+code, and unknown keys are errors that list the known ones. compressor/recipe.py maps a
+whole run's recipe (every CLI option) onto these configs.
 """
 from __future__ import annotations
 
@@ -22,10 +23,17 @@ from .core.checks import check_seed
 from .core.errors import CompressError
 from .core.registry import check_choice
 from .distill.config import DistillConfig
+from .preprocess import parse as parse_preprocess
 from .quantize.config import QuantConfig, from_name
 
 C = TypeVar("C")
 MAX_DEPTH = 16  # a recipe is a few levels deep; far deeper data is a mistake (or an attack), refused early
+
+
+INPUT_DTYPES = ("float32", "float16", "int64", "int32", "bool")
+# --task: the output's kind, by the names users give it -> compressor.core.parity.KINDS
+TASKS = {"classify": "logits", "dense": "dense", "embed": "embedding", "regress": "regression",
+         "logits": "logits", "embedding": "embedding", "regression": "regression"}
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,11 @@ class RunConfig:
     # --quantize: StaticInt8 | DynamicInt8 | Fp16 | QAT (compressor.quantize); a name ("int8") is accepted too.
     # In a YAML recipe a mapping here means StaticInt8's fields.
     quantize: QuantConfig | None = None
+    task: str | None = None  # the output's kind (TASKS); None: inferred from the model (its shape, its metadata)
+    preprocess: str | None = None  # image folders: imagenet | mean=...,std=... | none (compressor/preprocess.py)
+    labels: str | None = None  # a labels.txt (one class name a line) naming a classifier's outputs
+    tokenizer: str | None = None  # a folder with the model's tokenizer.json, for text data
+    input_dtype: str | None = None  # None: the model's (its metadata), else float32
 
     def __post_init__(self) -> None:
         exporters.expand(",".join(self.targets))
@@ -59,6 +72,12 @@ class RunConfig:
                                 "e.g. 1,3,32,32")
         if isinstance(self.quantize, str):
             object.__setattr__(self, "quantize", from_name(self.quantize))
+        if self.task is not None:
+            check_choice("task", self.task, tuple(TASKS))
+            object.__setattr__(self, "task", TASKS[self.task])
+        parse_preprocess(self.preprocess)  # a typo fails before any work
+        if self.input_dtype is not None:
+            check_choice("input dtype", self.input_dtype, INPUT_DTYPES)
         if self.bench:
             expand(self.bench, PlatformOptions(device=self.bench_device))
             check_choice("bench bounds preset", self.bench_bounds, tuple(PRESETS))
@@ -110,6 +129,11 @@ def _short(value: Any) -> str:
     return reprlib.repr(value)  # bounded in length and depth, whatever the recipe holds
 
 
+def convert(tp: Any, value: Any, where: str) -> Any:
+    """Plain data (a recipe's value, or a flag's text) as type `tp`: "a,b" is a tuple too; errors name `where`."""
+    return _convert(tp, value, where)
+
+
 def _convert(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -121,8 +145,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return from_mapping(tp, value, where)
     if origin is tuple:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",")]
+        if isinstance(value, str):  # "onnx, tflite" as a flag types it; "" is the empty list, as --bench ""
+            value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise CompressError(f"{where}: expected a list, got {type(value).__name__}")
         return tuple(_convert(args[0], v, where) for v in value)

@@ -77,6 +77,16 @@ class ExportedModule(nn.Module):
         return self
 
 
+def parse_input(text: str) -> tuple[str | None, tuple[int, ...], str | None]:
+    """--input [NAME:]SHAPE[:DTYPE] ('input_ids:1x128:int64', '1x3x224x224') -> (name, shape, dtype)."""
+    parts = text.split(":")
+    if not 1 <= len(parts) <= 3:
+        raise CompressError(f"--input {text!r}: write it as NAME:SHAPE:DTYPE, e.g. input_ids:1x128:int64")
+    name = parts.pop(0) if len(parts) > 1 and not parts[0][:1].isdigit() else None
+    shape = parse_shape(parts.pop(0))
+    return name, shape, parts[0] if parts else None
+
+
 def parse_shape(text: str) -> tuple[int, ...]:
     """'1,3,32,32' -> (1, 3, 32, 32); every dimension a positive integer."""
     try:
@@ -317,7 +327,8 @@ def _classes_of(module: nn.Module, meta: dict) -> tuple[str, ...] | None:
 
 def finish(module: nn.Module, *, kind: str, source: str, sha: str, meta: dict,
            input_shape: tuple[int, ...] | None,
-           check_shape: Callable[[tuple[int, ...]], None] | None = None, task: str | None = None) -> LoadedModel:
+           check_shape: Callable[[tuple[int, ...]], None] | None = None, task: str | None = None,
+           input_dtype: str | None = None) -> LoadedModel:
     """Check weights, settle the input shape and dtype, and run one forward pass to prove they fit.
 
     `check_shape(shape)` runs before that forward pass: the data can refuse a shape (say 1,3,8192,8192)
@@ -327,7 +338,8 @@ def finish(module: nn.Module, *, kind: str, source: str, sha: str, meta: dict,
     for name, t in list(module.named_parameters()) + list(module.named_buffers()):
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise CompressError(f"weight {name} of {source} contains NaN or Inf; fix or retrain the model")
-    dtype = _dtype(meta["input_dtype"]) if meta.get("input_dtype") else getattr(module, "input_dtype", torch.float32)
+    given = input_dtype or meta.get("input_dtype")
+    dtype = _dtype(given) if given else getattr(module, "input_dtype", torch.float32)
     shape = input_shape or meta.get("input_shape") or getattr(module, "input_shape", None)
     if shape is None:
         raise CompressError(f"cannot tell the input shape of {source}; pass --input-shape, e.g. 1,3,32,32")
@@ -370,7 +382,8 @@ def _probe(module: nn.Module, shape: tuple[int, ...], dtype: torch.dtype, source
         msg = ([ln.strip() for ln in str(e).splitlines() if ln.strip()] or [""])[-1][:200]
         msg = msg.removeprefix(f"{type(e).__name__}: ")
         raise CompressError(f"{source} fails on an input of shape {tuple(shape)} ({type(e).__name__}: {msg}); "
-                            "pass the right --input-shape (a .pt2 program must be exported with a dynamic batch)"
+                            "pass the right --input-shape, or --input NAME:SHAPE:DTYPE for integer inputs such as "
+                            "input_ids:1x128:int64"
                             ) from None
     if isinstance(out, (tuple, list)):  # every later step (training, export, parity) takes one logits tensor
         raise CompressError(f"{source} returns a {type(out).__name__} of {len(out)} values; this tool compresses "
@@ -384,13 +397,14 @@ def _probe(module: nn.Module, shape: tuple[int, ...], dtype: torch.dtype, source
 
 def load_model(path: str | Path, *, arch: str | None = None, trust_model: bool = False,
                input_shape: tuple[int, ...] | None = None,
-               check_shape: Callable[[tuple[int, ...]], None] | None = None, task: str | None = None) -> LoadedModel:
+               check_shape: Callable[[tuple[int, ...]], None] | None = None, task: str | None = None,
+               input_dtype: str | None = None) -> LoadedModel:
     """Load a model file in any supported format; errors are one-line CompressErrors."""
     path = Path(path)
     fmt = detect_format(path)
     module, kind, meta = _load_any(path, fmt, arch, trust_model)
     return finish(module, kind=kind, source=str(path), sha=sha256_of(path), meta=meta, input_shape=input_shape,
-                  check_shape=check_shape, task=task)
+                  check_shape=check_shape, task=task, input_dtype=input_dtype)
 
 
 def from_module(module: nn.Module, input_shape: tuple[int, ...] | None = None, name: str = "model",

@@ -39,7 +39,8 @@ STEPS: list[tuple[str, Step]] = [
 def inputs(cfg: RunConfig) -> list[str]:
     """The files and folders a run reads (built-in names aside): --out must not hold them."""
     d = cfg.distill
-    named = [cfg.model if cfg.model != "demo" else None, cfg.data if cfg.data != "digits" else None]
+    named = [cfg.model if cfg.model != "demo" else None, cfg.data if cfg.data not in ("digits", "random") else None,
+             cfg.labels, cfg.tokenizer]
     if d is not None:
         named += [d.student if d.student != "auto" else None, *d.teachers, d.unlabeled, d.checkpoint_dir]
     return [p for p in named if p]

@@ -44,6 +44,8 @@ class ExportOptions:
     def __post_init__(self) -> None:
         # checked here, so that a typo fails before any slow conversion starts
         check_choice("layout", self.layout, LAYOUTS)
+        if self.opset is not None:
+            check_number("--opset", self.opset, 7, 23, hint="what torch.onnx writes; 17 suits onnx2tf")
         if self.tfjs_quant is not None:
             check_choice("TF.js quantization", self.tfjs_quant, TFJS_QUANT)
         for v in self.variants:

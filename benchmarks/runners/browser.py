@@ -114,4 +114,6 @@ def session() -> Iterator[Browser]:
 def version() -> str:
     from importlib.metadata import version as v
 
-    return f"playwright {v('playwright')}, /usr/bin/chromium"
+    from compressor.core.chromium import chromium_path
+
+    return f"playwright {v('playwright')}, {chromium_path()}"

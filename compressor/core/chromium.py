@@ -3,6 +3,7 @@
     serve(root)          a local HTTP server for a folder (127.0.0.1, free port, COOP/COEP headers)
     chromium()           Debian's chromium driven by Playwright (never a downloaded browser)
     copy_runtime(kind)   the browser runtime files a page needs, copied from the pinned npm packages
+    home(), node_modules(), chromium_path()   where those assets are (COMPRESS_HOME, COMPRESS_CHROMIUM)
 
 Nothing here touches the network beyond 127.0.0.1: runtimes come from node_modules, not a CDN.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import os
 import shutil
 import signal
 import threading
@@ -20,9 +22,8 @@ from typing import Any
 
 from .errors import CompressError
 
-ROOT = Path(__file__).resolve().parents[2]  # the checkout: compressor/core/chromium.py
-NODE_MODULES = ROOT / "node_modules"
-CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[2]  # the checkout when run from one (else site-packages' parent)
+DEBIAN_CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync")
 
@@ -43,6 +44,38 @@ RUNTIMES: dict[str, tuple[str, ...]] = {
         "onnxruntime-web/dist/ort-wasm-simd-threaded.wasm",
     ),
 }
+
+
+def home() -> Path:
+    """The folder holding the runtime assets `node_modules/` and `.venv-tfjs/` (scripts/setup.sh makes them).
+
+    COMPRESS_HOME when set; else the checkout when running from one; else ~/.local/share/edge-compress (an
+    installed wheel, whose own folder is site-packages). Read at each call, so a test or a caller can set it.
+    """
+    if os.environ.get("COMPRESS_HOME"):
+        return Path(os.environ["COMPRESS_HOME"]).expanduser().absolute()
+    if (ROOT / "scripts" / "setup.sh").is_file() and (ROOT / "package-lock.json").is_file():
+        return ROOT
+    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(data) / "edge-compress"
+
+
+def node_modules() -> Path:
+    """The pinned npm runtime packages (package-lock.json), installed by `scripts/setup.sh --browser`."""
+    return home() / "node_modules"
+
+
+def chromium_path() -> Path:
+    """The Chromium binary Playwright drives: COMPRESS_CHROMIUM when set, else Debian's /usr/bin/chromium."""
+    given = os.environ.get("COMPRESS_CHROMIUM")
+    return Path(given).expanduser() if given else DEBIAN_CHROMIUM
+
+
+def setup_hint() -> str:
+    """How to create the assets: one phrase for error messages, naming the setting that moves them."""
+    return (f"run `make setup` (a checkout) or `COMPRESS_HOME={home()} scripts/setup.sh --browser --assets-only` "
+            "(an installed package; COMPRESS_HOME is the folder holding node_modules/ and .venv-tfjs/)")
+
 
 MIME = {".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript",
         ".json": "application/json", ".bin": "application/octet-stream", ".html": "text/html",
@@ -117,12 +150,15 @@ def chromium(*, headless: bool = True) -> Iterator[Any]:
     Playwright's launch() gives every browser a fresh temporary profile (user-data-dir) and
     removes it on close, so no state leaks between runs.
     """
-    if not CHROMIUM.exists():
-        raise CompressError(f"{CHROMIUM} not found; run `make setup` (installs Debian's chromium)")
+    exe = chromium_path()
+    if not exe.is_file():
+        raise CompressError(f"Chromium {exe} not found; set COMPRESS_CHROMIUM to a Chromium binary, or run "
+                            "`make setup` (installs Debian's chromium)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        raise CompressError("playwright is not installed; run `make setup`") from None
+        raise CompressError("playwright is not installed; run `make setup`, or `pip install "
+                            "'edge-compress[browser]'` for an installed package") from None
     import psutil
 
     flags = [f for f in CHROMIUM_FLAGS if headless or f != "--headless"]
@@ -131,10 +167,11 @@ def chromium(*, headless: bool = True) -> Iterator[Any]:
         with _sigint_to_main_thread():  # the driver's waitpid thread is started here
             p = stack.enter_context(sync_playwright())
         try:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=headless, args=flags)
+            browser = p.chromium.launch(executable_path=str(exe), headless=headless, args=flags)
         except Exception as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CompressError(f"could not start {CHROMIUM} ({first}); run `make setup`") from e
+            raise CompressError(f"could not start {exe} ({first}); set COMPRESS_CHROMIUM to a working Chromium, "
+                                "or run `make setup`") from e
         ours = [c for c in psutil.Process().children(recursive=True) if c.pid not in before]
         try:
             yield browser
@@ -161,10 +198,11 @@ def copy_runtime(kind: str, dest: Path) -> list[Path]:
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     out = []
+    modules = node_modules()
     for rel in RUNTIMES[kind]:
-        src = NODE_MODULES / rel
+        src = modules / rel
         if not src.is_file():
-            raise CompressError(f"browser runtime file {src} is missing; run `make setup` (npm ci)")
+            raise CompressError(f"browser runtime file {src} is missing; {setup_hint()}")
         out.append(Path(shutil.copy2(src, dest / src.name)))
     return out
 

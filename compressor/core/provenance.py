@@ -1,6 +1,7 @@
 """Where a result comes from: tool versions and the project's commit (manifests, bench.json)."""
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -8,7 +9,7 @@ from pathlib import Path
 
 TOOLS = ("torch", "numpy", "onnx", "onnxruntime", "onnxscript", "tensorflow", "ai-edge-litert", "onnx2tf",
          "torch-pruning", "edge-compress")
-ROOT = Path(__file__).resolve().parents[2]  # the checkout: compressor/core/provenance.py
+ROOT = Path(__file__).resolve().parents[2]  # the checkout when run from one
 
 
 def tool_versions(names: tuple[str, ...] = TOOLS) -> dict[str, str]:
@@ -23,7 +24,15 @@ def tool_versions(names: tuple[str, ...] = TOOLS) -> dict[str, str]:
 
 
 def commit() -> str:
-    """The project's git commit (with -dirty when the tree has changes), or 'unknown' outside a checkout."""
+    """The project's git commit (with -dirty when the tree has changes).
+
+    Outside a checkout (an installed wheel, a container built without .git): COMPRESS_COMMIT, which the
+    Dockerfile sets from its COMMIT build argument, else 'unknown'. Git is asked only about the checkout's
+    own .git: a wheel installed in a virtualenv inside some other repository must not report that one's commit.
+    """
+    given = os.environ.get("COMPRESS_COMMIT") or "unknown"
+    if not (ROOT / ".git").exists():
+        return given
     try:
         rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=5, check=True).stdout.strip()
@@ -31,4 +40,4 @@ def commit() -> str:
                                capture_output=True, text=True, timeout=5, check=False).stdout.strip()
         return rev + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return given

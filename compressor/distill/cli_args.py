@@ -1,7 +1,7 @@
 """Distillation flags of `compress`: added to the run parser, turned into a DistillConfig.
 
-Flags default to None so that a recipe (--recipe) gives the base values and only the flags
-actually typed override them.
+Flags default to None so that a recipe (--recipe, compressor/recipe.py) gives the base values and
+only the flags actually typed override them (`apply`).
 """
 from __future__ import annotations
 
@@ -21,7 +21,11 @@ _DIRECT = {"student": "student", "ratio": "ratio", "ratio_of": "ratio_of", "stud
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("distillation (on when --student or --recipe is given)")
+    # --recipe is the whole run's (compressor/recipe.py); added here, among the general options, so that
+    # this parser alone (scripts, tests) also reads a distillation recipe through `from_args`
+    p.add_argument("--recipe", help="YAML file of any option (the distillation keys below included; "
+                                    "docs/api.md#recipes); flags typed here override it")
+    g = p.add_argument_group("distillation (on when --student is given, or the --recipe has distillation keys)")
     g.add_argument("--student", help="'auto' (prune the teacher to --ratio, then distil) or a student model file")
     g.add_argument("--ratio", type=float, help="--student auto: fraction of the teacher's parameters kept (0.25)")
     g.add_argument("--ratio-of", help="what --ratio counts: params (default) or macs")
@@ -46,23 +50,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--teacher-cache-dir", help="where teacher outputs are cached (default ~/.cache/edge-compress)")
     g.add_argument("--checkpoint-dir", help="where epoch checkpoints go (default .compress-runs/<run hash>)")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
-    g.add_argument("--recipe", help="YAML file of distillation options (the flags above override it)")
 
 
 def from_args(a: argparse.Namespace, extra_teachers: list[str] | tuple[str, ...] = ()) -> DistillConfig | None:
+    """The flags over a distillation-only recipe (a.recipe, if the parser has --recipe), or over the defaults."""
+    from . import recipe
+
+    path = getattr(a, "recipe", None)
+    base = recipe.load(path) if path else (DistillConfig() if a.student is not None else None)
+    return apply(a, base, extra_teachers)
+
+
+def apply(a: argparse.Namespace, base: DistillConfig | None,
+          extra_teachers: list[str] | tuple[str, ...] = ()) -> DistillConfig | None:
+    """The typed distillation flags over `base` (a recipe's; None: no distillation unless --student is typed).
+
+    Typed lists replace the recipe's: teachers (extra model files, --extra-teacher) and --hint.
+    """
     teachers = tuple(extra_teachers) + tuple(a.extra_teacher or ())
-    if a.recipe is None and a.student is None:
+    if base is None and a.student is None:
         typed = [f"--{k.replace('_', '-')}" for k in (*_DIRECT, "method", "hint")
                  if getattr(a, k, None) is not None] + (["--resume"] if a.resume else [])
         if teachers:
             typed.append("several teachers")
         if typed:
             raise CompressError(f"{', '.join(typed)} only apply to distillation; add --student auto (or a "
-                                "student file), or --recipe FILE")
+                                "student file), or --recipe FILE with distillation keys")
         return None
-    from . import recipe
-
-    base = recipe.load(a.recipe) if a.recipe else DistillConfig()
+    if base is None:  # --student typed, no recipe's distillation: the defaults (a typed --seed applies below)
+        base = DistillConfig()
     changes = {field: getattr(a, dest) for dest, field in _DIRECT.items() if getattr(a, dest, None) is not None}
     if a.method is not None:
         changes["methods"], changes["weights"] = parse_methods(a.method)
@@ -73,8 +89,8 @@ def from_args(a: argparse.Namespace, extra_teachers: list[str] | tuple[str, ...]
             changes["methods"] = (*methods, "hint")
             if base.weights:
                 changes["weights"] = (*base.weights, 1.0)
-    if teachers:
-        changes["teachers"] = (*base.teachers, *teachers)
+    if teachers:  # typed on this command line: they replace a recipe's (a repeated run names them again)
+        changes["teachers"] = teachers
     if a.no_teacher_cache:
         changes["cache"] = False
     if a.resume:

@@ -1,4 +1,4 @@
-"""YAML recipes for distillation: plain data onto the same frozen DistillConfig as the CLI flags.
+"""YAML recipes: safe reading (`read`), and distillation recipes onto the same frozen DistillConfig as the flags.
 
     # distill.yaml
     student: auto
@@ -10,7 +10,8 @@
 
 The keys may also sit under a top-level `distill:`. yaml.safe_load builds only plain data
 (no tags, no objects), and compressor.config.from_mapping rejects unknown keys: loading a
-recipe never runs code.
+recipe never runs code. A run's recipe (every CLI option, distillation keys among them) is
+compressor/recipe.py's; it reads its YAML through `read` here.
 """
 from __future__ import annotations
 
@@ -22,10 +23,11 @@ from ..core.errors import CompressError
 from .config import DistillConfig
 
 
-def parse(text: str, where: str = "recipe") -> DistillConfig:
+def read(text: str, where: str = "recipe") -> Any:
+    """A recipe's YAML as plain data (dicts, lists, scalars); anything else is a one-line CompressError."""
     import yaml
 
-    from ..config import check_depth, from_mapping
+    from ..config import check_depth
 
     try:
         data = yaml.safe_load(text)
@@ -39,16 +41,13 @@ def parse(text: str, where: str = "recipe") -> DistillConfig:
         raise CompressError(f"{where} is not valid YAML{at}; fix its syntax") from None
     except RecursionError:  # PyYAML's parser recurses once per level: [[[[...]]]] exhausts the stack
         raise CompressError(f"{where} nests lists or mappings too deeply for a recipe; a recipe is flat "
-                            "options (see docs/distillation.md#recipes)") from None
-    if data is None:
-        data = {}
+                            "options (see docs/api.md#recipes)") from None
     check_depth(data, where)
-    if isinstance(data, dict) and set(data) == {"distill"}:
-        data = data["distill"] or {}
-    return from_mapping(DistillConfig, data, where)
+    return data
 
 
-def load(path: str | Path) -> DistillConfig:
+def read_file(path: str | Path) -> Any:
+    """`read` of a recipe file; a missing or unreadable file is a one-line CompressError."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -56,7 +55,27 @@ def load(path: str | Path) -> DistillConfig:
         raise CompressError(f"recipe {p} not found; check the path") from None
     except (OSError, UnicodeDecodeError) as e:
         raise CompressError(f"cannot read recipe {p} ({type(e).__name__}); give a YAML text file") from None
-    return parse(text, str(p))
+    return read(text, str(p))
+
+
+def parse(text: str, where: str = "recipe") -> DistillConfig:
+    """A distillation-only recipe (flat, or under `distill:`) as a DistillConfig."""
+    return _config(read(text, where), where)
+
+
+def load(path: str | Path) -> DistillConfig:
+    """`parse` of a recipe file (compressor/recipe.py reads a whole run's recipe, every option)."""
+    return _config(read_file(path), str(path))
+
+
+def _config(data: Any, where: str) -> DistillConfig:
+    from ..config import from_mapping
+
+    if data is None:
+        data = {}
+    if isinstance(data, dict) and set(data) == {"distill"}:
+        data = data["distill"] or {}
+    return from_mapping(DistillConfig, data, where)
 
 
 def dump(cfg: DistillConfig) -> str:

@@ -196,8 +196,8 @@ def web_check(path: Path, ho: HeldOut, n: int = 64) -> dict[str, Any]:
 
     A model that does not load there is an error; a machine without node is recorded as unchecked.
     """
-    if not shutil.which("node") or not (q.ORT_WEB_DIST / "ort.wasm.min.mjs").is_file():
-        return {"checked": False, "why": "node or node_modules/onnxruntime-web missing (scripts/setup.sh --browser)"}
+    if not shutil.which("node") or not (q.ort_web_dist() / "ort.wasm.min.mjs").is_file():
+        return {"checked": False, "why": f"node or {q.ort_web_dist()} missing (scripts/setup.sh --browser)"}
     x = ho.inputs[:n]
     web = q.run_in_ort_web(path, x)
     shape = (len(x), *ho.reference.shape[1:])

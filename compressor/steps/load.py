@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from .. import data as datasets
 from ..core.errors import CompressError
 from ..loading import LoadedModel, load_model
+from ..preprocess import parse as parse_preprocess
 from .state import State
 
 
@@ -26,7 +28,8 @@ def load(s: State) -> None:
             datasets.check_shape(datasets.sample_shape(spec, _channels(shape)), shape, spec)
 
         s.teacher = load_model(s.cfg.model, arch=s.cfg.arch, trust_model=s.cfg.trust_model,
-                               input_shape=s.cfg.input_shape, check_shape=data_fits)
+                               input_shape=s.cfg.input_shape, check_shape=data_fits, task=s.cfg.task,
+                               input_dtype=s.cfg.input_dtype)
     s.model = s.teacher
 
 
@@ -38,14 +41,15 @@ def data(s: State) -> None:
                             "quantization need real data: pass --data FOLDER or FILE.npz")
     d = datasets.load(s.cfg.data, channels=_channels(t.input_shape), num_classes=t.num_outputs if classify else None,
                       classes=t.classes if classify else None, input_dtype=str(t.input_dtype).removeprefix("torch."),
-                      input_shape=t.input_shape)
+                      input_shape=t.input_shape, preprocess=parse_preprocess(s.cfg.preprocess),
+                      tokenizer=s.cfg.tokenizer)
     if not classify and d.y is not None:  # class labels say nothing about a dense map, an embedding or values
         s.console.print(f"[yellow]note[/]: the labels in {d.source} are not used: {t.source} outputs {t.task} "
                         "values, so agreement with the model stands in for accuracy", soft_wrap=True)
         d = dataclasses.replace(d, y=None)
     datasets.check_fits(d, t.input_shape, t.num_outputs if classify else None)
     warning = datasets.check_size(d)
-    s.class_names = class_names(t, d)
+    s.class_names = read_labels(s.cfg.labels, t) if s.cfg.labels else class_names(t, d)
     if s.class_names:
         s.sections["labels"] = list(s.class_names)
     s.splits = datasets.split(d, seed=s.cfg.seed)
@@ -53,11 +57,25 @@ def data(s: State) -> None:
                           "samples": len(d), "scale": d.scale, "train": len(s.splits.train),
                           "val": len(s.splits.val), "test": len(s.splits.test),
                           "min_samples": datasets.MIN_SAMPLES, "warn_below_samples": datasets.WARN_SAMPLES,
-                          "random": d.source == datasets.RANDOM}
+                          "random": d.source == datasets.RANDOM,
+                          "preprocess": parse_preprocess(s.cfg.preprocess).to_dict()}
     if warning:
         s.sections["data"]["warning"] = warning
         s.console.print(f"[yellow]warning[/]: {warning}", soft_wrap=True)
     s.sections["teacher"] = describe(t, s.splits.test)
+
+
+def read_labels(path: str, model: LoadedModel) -> tuple[str, ...]:
+    """--labels FILE: one class name a line, as many as the classifier's outputs."""
+    try:
+        names = tuple(line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip())
+    except (OSError, UnicodeDecodeError) as e:
+        raise CompressError(f"cannot read --labels {path} ({e}); give a text file with one class name a line") from None
+    if model.task != "logits" or len(names) != model.num_outputs:
+        raise CompressError(f"--labels {path} names {len(names)} classes but the model has "
+                            f"{model.num_outputs if model.task == 'logits' else 'no class'} outputs; "
+                            "give one name per output")
+    return names
 
 
 def class_names(model: LoadedModel, d: datasets.Dataset) -> tuple[str, ...] | None:

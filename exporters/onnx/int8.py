@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from compressor.core.budget import Settings
-from compressor.core.chromium import NODE_MODULES
+from compressor.core.chromium import node_modules, setup_hint
 from compressor.core.errors import CompressError, ConverterError
 
 # the ops whose weights are quantized; these are the "layers" of the sensitivity analysis
@@ -164,7 +164,9 @@ def sensitivity(src: Path, calib: np.ndarray, x: np.ndarray, s: Settings, workdi
     return sorted(scores, key=lambda t: -t[1])
 
 
-ORT_WEB_DIST = NODE_MODULES / "onnxruntime-web" / "dist"
+def ort_web_dist() -> Path:
+    """onnxruntime-web's dist folder in the npm runtimes (COMPRESS_HOME/node_modules), read per call."""
+    return node_modules() / "onnxruntime-web" / "dist"
 
 
 def run_in_ort_web(path: Path, x: np.ndarray, timeout: float = 120) -> np.ndarray:
@@ -178,14 +180,14 @@ def run_in_ort_web(path: Path, x: np.ndarray, timeout: float = 120) -> np.ndarra
     import tempfile
 
     node = shutil.which("node")
-    if node is None or not (ORT_WEB_DIST / "ort.wasm.min.mjs").is_file():
-        raise CompressError("onnxruntime-web check needs node and node_modules/onnxruntime-web; "
-                            "run scripts/setup.sh --browser")
+    dist = ort_web_dist()
+    if node is None or not (dist / "ort.wasm.min.mjs").is_file():
+        raise CompressError(f"the onnxruntime-web check needs node and {dist}; {setup_hint()}")
     with tempfile.TemporaryDirectory() as d:
         inp = Path(d) / "input.f32"
         np.ascontiguousarray(x, dtype=np.float32).tofile(inp)
         script = Path(__file__).with_name("ort_web_run.mjs")
-        r = subprocess.run([node, str(script), str(ORT_WEB_DIST), str(path), str(inp), ",".join(map(str, x.shape))],
+        r = subprocess.run([node, str(script), str(dist), str(path), str(inp), ",".join(map(str, x.shape))],
                            capture_output=True, text=True, timeout=timeout, check=False)
     if r.returncode != 0:
         last = (r.stderr.strip().splitlines() or ["no output"])[-1]

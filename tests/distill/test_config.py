@@ -101,15 +101,19 @@ def test_distillation_flags_without_a_student_are_an_error():
 
 
 def test_recipe_seed_holds_unless_seed_is_typed(tmp_path):
-    """The real `compress` parser: --seed's default must not override a recipe's seed: key."""
+    """The real `compress` parser: --seed's default must not override a recipe's seed: key. A recipe's top-level
+    seed: is what --seed is (the data split's and training's); distill: {seed: N} sets training's alone."""
     from compressor.cli import config_from_args, run_parser
 
     f = tmp_path / "r.yaml"
     f.write_text("seed: 7\nepochs: 3\n")
     run = config_from_args(run_parser().parse_args(["t.pt", "--recipe", str(f)]), "t.pt")
     assert run.distill.seed == 7 and run.distill.epochs == 3
-    assert run.seed == 0  # the data split keeps its default seed
+    assert run.seed == 7  # as --seed 7
     run = config_from_args(run_parser().parse_args(["t.pt", "--recipe", str(f), "--seed", "3"]), "t.pt")
     assert run.distill.seed == 3 and run.seed == 3
     run = config_from_args(run_parser().parse_args(["t.pt", "--student", "auto"]), "t.pt")
     assert run.distill.seed == 0 and run.seed == 0
+    f.write_text("distill:\n  seed: 7\n  epochs: 3\n")
+    run = config_from_args(run_parser().parse_args(["t.pt", "--recipe", str(f)]), "t.pt")
+    assert run.distill.seed == 7 and run.seed == 0  # the data split keeps its default seed

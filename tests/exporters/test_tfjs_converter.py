@@ -48,6 +48,6 @@ def test_op_without_tfjs_kernel_is_named(tmp_path):
 
 
 def test_missing_converter_says_make_setup(tmp_path, monkeypatch):
-    monkeypatch.setattr(tfjs, "CONVERTER", tmp_path / "nope")
+    monkeypatch.setenv("COMPRESS_TFJS_CONVERTER", str(tmp_path / "nope"))
     with pytest.raises(CompressError, match="make setup"):
         tfjs.convert_saved_model(tmp_path, tmp_path / "js")
