@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,12 @@ from compressor.core.files import file_rows
 TEMPLATES = Path(__file__).parent / "templates"
 RUNTIMES = {"tfjs": ("tfjs", "tfjs.js", "TensorFlow.js (wasm backend)"),
             "ort": ("ort", "ort.js", "onnxruntime-web (wasm)")}
-PAGE_TIMEOUT_MS = 90_000
+# Page time limits scale with the model: a hung page fails in minutes, a big model on a busy machine
+# still finishes. Measured on ResNet-18 (44.6 MB, TF.js wasm, 2 vCPU): load 0.8 s, first inference
+# 0.26 s, then 0.13 s each; the limits leave 50x or more of slack.
+LOAD_MS = (20_000, 3_000)  # load (runtime, model, first inference): base + per MB of model files
+INFER_MS_PER_MB = 200  # index.html's 11 runs, before anything is measured: per MB of model, per run
+RUN_MS = (60_000, 10)  # the parity inputs: base + this many times the first inference, per input
 
 
 def _fill(text: str, values: dict[str, str]) -> str:
@@ -66,18 +72,29 @@ def write_manifest(dest: Path, facts: dict[str, Any]) -> dict[str, Any]:
     return stats(dest)
 
 
-def _open(page: Any, url: str) -> list[str]:
+def model_mb(bundle: Path) -> float:
+    """Megabytes of the bundle's model files (model.json + shards, or model.onnx)."""
+    return sum(f.stat().st_size for f in (Path(bundle) / "model").rglob("*") if f.is_file()) / 1e6
+
+
+def page_timeout_ms(mb: float, runs: int = 11) -> int:
+    """The limit for index.html: loading a model of `mb` megabytes and running it `runs` times."""
+    return int(LOAD_MS[0] + LOAD_MS[1] * mb + INFER_MS_PER_MB * mb * runs)
+
+
+def _open(page: Any, url: str, mb: float) -> list[str]:
     """Open the bundle's index.html and wait until its example run finished (or failed)."""
     errors = chromium.page_errors(page)
     response = page.goto(url)
     if response is None or not response.ok:
         raise CompressError(f"{url} answered {response.status if response else 'nothing'}; is it a bundle folder?")
+    limit = page_timeout_ms(mb)
     try:
-        page.wait_for_function("document.body && document.body.dataset.done === '1'", timeout=PAGE_TIMEOUT_MS)
+        page.wait_for_function("document.body && document.body.dataset.done === '1'", timeout=limit)
     except Exception as e:  # noqa: BLE001 - playwright's TimeoutError
         why = "; ".join(errors) or str(e).splitlines()[0]
-        raise ConverterError(f"the bundle page did not finish in {PAGE_TIMEOUT_MS // 1000} s in Chromium ({why})") \
-            from None
+        raise ConverterError(f"the bundle page did not finish in {limit // 1000} s in Chromium (the limit for a "
+                             f"{mb:.1f} MB model: {_limit_text()}; {why})") from None
     result = page.evaluate("window.result")
     if not result or "error" in result:
         why = (result or {}).get("error") or "; ".join(errors) or "no result"
@@ -85,45 +102,100 @@ def _open(page: Any, url: str) -> list[str]:
     return errors
 
 
+def _limit_text() -> str:
+    return (f"{LOAD_MS[0] // 1000} s + {LOAD_MS[1] / 1000:g} s per MB to load, {INFER_MS_PER_MB / 1000:g} s per MB "
+            "per inference")
+
+
 def page_result(bundle: Path) -> dict[str, Any]:
     """Serve the bundle on 127.0.0.1, open index.html in Chromium, return what the page computed."""
     with chromium.serve(bundle) as url, chromium.chromium() as b:
         page = b.new_page()
-        _open(page, url + "index.html")
+        _open(page, url + "index.html", model_mb(bundle))
         return page.evaluate("window.result")
 
 
-RUN_ALL = """async ([b64, dtype, n]) => {
-  const m = await import('./model.js');
-  const info = await m.load();
-  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-  const all = dtype === 'float32' ? new Float32Array(bytes.buffer) : new Int32Array(bytes.buffer);
-  const size = all.length / n;
-  const outs = [];
-  for (let i = 0; i < n; i++) outs.push((await m.predict(all.subarray(i * size, (i + 1) * size))).output);
-  const flat = new Float32Array(outs.reduce((a, o) => a + o.length, 0));
-  let k = 0;
-  for (const o of outs) { flat.set(o, k); k += o.length; }
-  const u8 = new Uint8Array(flat.buffer);
-  let s = '';
-  for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode.apply(null, u8.subarray(i, i + 0x8000));
-  return { out: btoa(s), info };
+# Started, not awaited: Python polls window.__parity so that loading and running get their own limits.
+RUN_ALL = """([n, dtype]) => {
+  const st = window.__parity = { stage: 'loading', done: 0 };
+  (async () => {
+    const t0 = performance.now();
+    const m = await import('./bundle/model.js');
+    st.info = await m.load();
+    const buf = await (await fetch('inputs.bin')).arrayBuffer();  // over HTTP: no base64 through the driver
+    const all = dtype === 'float32' ? new Float32Array(buf) : new Int32Array(buf);
+    const size = all.length / n;
+    const outs = [];
+    for (let i = 0; i < n; i++) {
+      const t1 = performance.now();
+      outs.push((await m.predict(all.subarray(i * size, (i + 1) * size))).output);
+      if (i === 0) Object.assign(st, { loadMs: t1 - t0, firstMs: performance.now() - t1, stage: 'running' });
+      st.done = i + 1;
+    }
+    st.runMs = performance.now() - t0 - st.loadMs;
+    const flat = new Float32Array(outs.reduce((a, o) => a + o.length, 0));
+    let k = 0;
+    for (const o of outs) { flat.set(o, k); k += o.length; }
+    const u8 = new Uint8Array(flat.buffer);
+    let s = '';
+    for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode.apply(null, u8.subarray(i, i + 0x8000));
+    st.out = btoa(s);
+    st.stage = 'done';
+  })().catch((e) => { st.error = String(e && e.message || e); st.stage = 'failed'; });
+  return true;
 }"""
+STATE = "(({ out, ...rest }) => rest)(window.__parity)"  # all but the outputs
 
 
 def run_inputs(bundle: Path, inputs: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-    """Outputs of the bundle's model for every sample of `inputs`, computed in Chromium via model.js."""
+    """Outputs of the bundle's model for every sample of `inputs`, computed in Chromium via model.js.
+
+    The model loads once; the inputs reach the page as one binary file over the local server; the
+    limits are LOAD_MS for loading (and the first input), then RUN_MS from the first inference's time.
+    info gets the runtime's facts and the timings (load_ms, first_ms, run_ms: milliseconds in the page).
+    """
     x = np.asarray(inputs)
     x = x.astype(np.float32) if np.issubdtype(x.dtype, np.floating) else x.astype(np.int32)
     dtype = "float32" if x.dtype == np.float32 else "int32"
-    payload = base64.b64encode(np.ascontiguousarray(x).tobytes()).decode()
-    with chromium.serve(bundle) as url, chromium.chromium() as b:
-        page = b.new_page()
-        errors = _open(page, url + "index.html")
-        try:
-            got = page.evaluate(RUN_ALL, [payload, dtype, len(x)])
-        except Exception as e:  # noqa: BLE001 - playwright's Error: the page's exception text
-            why = str(e).strip().splitlines()[0] if str(e).strip() else "; ".join(errors)
-            raise ConverterError(f"the model failed in Chromium ({why})") from None
-    out = np.frombuffer(base64.b64decode(got["out"]), dtype=np.float32).reshape(len(x), -1)
-    return out, got["info"]
+    mb = model_mb(bundle)
+    # a folder of its own beside the bundle (linked, not copied): the page, the bundle and the inputs
+    # share one origin, and nothing is written into the bundle
+    with tempfile.TemporaryDirectory(prefix="compress-parity-") as tmp:
+        site = Path(tmp)
+        (site / "bundle").symlink_to(Path(bundle).resolve(), target_is_directory=True)
+        np.ascontiguousarray(x).tofile(site / "inputs.bin")
+        (site / "parity.html").write_text("<!doctype html><meta charset='utf-8'><link rel='icon' href='data:,'><title>parity</title>\n")
+        with chromium.serve(site) as url, chromium.chromium() as b:
+            page = b.new_page()
+            errors = chromium.page_errors(page)
+            page.goto(url + "parity.html")
+            page.evaluate(RUN_ALL, [len(x), dtype])
+            load_limit = int(LOAD_MS[0] + LOAD_MS[1] * mb)
+            st = _wait(page, "running", load_limit, errors,
+                       f"loading the {mb:.1f} MB model and its first input did not finish in {load_limit // 1000} s "
+                       f"in Chromium ({LOAD_MS[0] // 1000} s + {LOAD_MS[1] / 1000:g} s per MB)")
+            run_limit = int(RUN_MS[0] + RUN_MS[1] * st.get("firstMs", 0) * len(x))
+            _wait(page, "done", run_limit, errors,
+                  f"{len(x)} parity inputs did not finish in {run_limit // 1000} s in Chromium (the first took "
+                  f"{st.get('firstMs', 0):.0f} ms; the limit is {RUN_MS[0] // 1000} s + {RUN_MS[1]}x that per input)")
+            st = page.evaluate("window.__parity")
+    out = np.frombuffer(base64.b64decode(st["out"]), dtype=np.float32).reshape(len(x), -1)
+    info = {**st["info"], "load_ms": round(st["loadMs"], 1), "first_ms": round(st["firstMs"], 1),
+            "run_ms": round(st["runMs"], 1)}
+    return out, info
+
+
+def _wait(page: Any, stage: str, limit_ms: int, errors: list[str], late: str) -> dict[str, Any]:
+    """Wait until the parity run reached `stage` (or failed); the state without the outputs."""
+    ready = "['done', 'failed']" if stage == "done" else "['running', 'done', 'failed']"
+    try:
+        page.wait_for_function(f"{ready}.includes(window.__parity.stage)", timeout=limit_ms, polling=250)
+    except Exception:  # noqa: BLE001 - playwright's TimeoutError
+        done = page.evaluate("window.__parity.done")
+        raise ConverterError(f"{late}; {done} of the inputs done" + (f" ({'; '.join(errors)})" if errors else "")) \
+            from None
+    st = page.evaluate(STATE)
+    if st["stage"] == "failed":
+        why = st.get("error") or "; ".join(errors) or "no result"
+        raise ConverterError(f"the model failed in Chromium ({why})")
+    return st

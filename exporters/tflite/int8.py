@@ -2,26 +2,40 @@
 
 The TFLite converter calibrates with min/max only, so of the budget's fallbacks "another
 calibration method" and the ONNX schemes get no candidates; it tries more calibration samples,
-per-tensor weights, then the most sensitive layers in float (tf.lite's QuantizationDebugger: its
-per-layer error ranks them, its denylist keeps them float).
+per-tensor weights, then the most sensitive layers in float (ranked by TF's per-layer measure on a
+NumericVerify debug model, kept float with the quantizer's node denylist).
+
+Every int8 model here is made in two steps, calibrate then quantize (what TFLiteConverter.convert does
+inside), so that the calibrated ranges can be corrected in between: onnx2tf pads a MaxPool with
+explicit padding (ResNet's stem) by a PADV2 with the float minimum, -3.4e38; calibrated as it is, that
+range gives the pooled tensor, and the conv before it, a scale of 1e36 (every activation rounds to
+one value), which XNNPACK refuses ("failed to create XNNPACK runtime") and the builtin ADD kernel
+aborts the process on. The pad's range is set to its input's, so the int8 pad value becomes the
+input's minimum: max pooling's -inf padding in int8.
 compressor/quantize/qat_tflite.py converts a quantization-aware-trained model to TFLite int8 with it.
 """
 from __future__ import annotations
 
 import dataclasses
-import warnings
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from compressor.core.budget import AccuracyBudget, Measure, Outcome, Settings, default_stages, search
+from compressor.core.errors import CompressError, ConverterError
 from compressor.core.parity import agreement
 
 from .. import tf_route, tflite
 from ..base import ExportJob
 
 CALIB_SAMPLES = 200  # the first try's calibration samples (more only if the budget needs them)
+
+
+RANK_SAMPLES = 64  # samples the layer ranking runs (enough to order the layers; each runs both copies)
+PAD_MINUS_INF = -1e30  # a PADV2 constant this low stands for -inf (max pooling's padding)
+UNRANKED = "(layer ranking failed)"  # stands for the ranked layers when ranking failed: a trial with its error
 
 
 def int8_within_budget(job: ExportJob, saved_model: Path, calib_pool: np.ndarray, budget: AccuracyBudget, *,
@@ -31,23 +45,28 @@ def int8_within_budget(job: ExportJob, saved_model: Path, calib_pool: np.ndarray
     breaks the budget on job.inputs/job.labels against job.reference, try more samples from
     `calib_pool`, per-tensor weights, then up to `max_float_layers` of the most sensitive layers in float.
 
-    Returns the Outcome: .artifact is the chosen .tflite path (in `workdir`), .trials the table.
+    Returns the Outcome: .artifact is the chosen .tflite path (in `workdir`), .trials the table. A step
+    that fails (a conversion, a runtime refusing a model, the layer ranking) is a trial with its error.
     """
     workdir = Path(workdir or job.private_dir())
     workdir.mkdir(parents=True, exist_ok=True)
     layout = tf_route.layout_of(job)
     counter = iter(range(10_000))
     ref_top = job.reference.reshape(len(job.reference), -1).argmax(1)
+    calibrations: dict[int, bytes] = {}  # by sample count: per-tensor and float-layer trials reuse it
+    ranked: dict[tuple, list[str]] = {}
+    rank_error: dict[tuple, str] = {}
 
-    def calibrated(s: Settings) -> ExportJob:
-        return dataclasses.replace(job, calib=calib_pool[:s.calib_samples])
+    def calibrated(s: Settings) -> bytes:
+        if s.calib_samples not in calibrations:
+            calibrations[s.calib_samples] = calibrate(saved_model, _with_calib(job, calib_pool, s))
+        return calibrations[s.calib_samples]
 
     def make(s: Settings) -> Path:
+        if s.float_layers == (UNRANKED,):
+            raise CompressError(rank_error[(s.calib_samples, s.per_channel)])
         path = workdir / f"int8_try{next(counter)}.tflite"
-        if s.float_layers:
-            path.write_bytes(selective(saved_model, calibrated(s), s))
-        else:
-            path.write_bytes(tflite.convert(saved_model, "int8", calibrated(s), per_channel=s.per_channel))
+        path.write_bytes(quantize(calibrated(s), _with_calib(job, calib_pool, s), s))
         return path
 
     def evaluate(path: Path) -> Measure:
@@ -57,13 +76,14 @@ def int8_within_budget(job: ExportJob, saved_model: Path, calib_pool: np.ndarray
         acc = None if job.labels is None else float((out.reshape(len(out), -1).argmax(1) == job.labels).mean())
         return Measure(acc, agreement(out, job.reference, job.kind)[0])  # the output kind's agreement
 
-    ranked: dict[tuple, list[str]] = {}
-
     def sensitivity(s: Settings) -> list[str]:
         key = (s.calib_samples, s.per_channel)
         if key not in ranked:
-            log("measuring per-layer quantization error (tf.lite QuantizationDebugger) ...")
-            ranked[key] = [name for name, _ in layer_errors(saved_model, calibrated(s), s)]
+            log("measuring per-layer quantization error (NumericVerify debug model) ...")
+            try:
+                ranked[key] = [n for n, _ in _ranked(calibrated(s), _with_calib(job, calib_pool, s), s)]
+            except CompressError as e:  # the search records it as this stage's trial, then goes on
+                rank_error[key], ranked[key] = str(e), [UNRANKED]
         return ranked[key]
 
     ref_acc = None if job.labels is None else float((ref_top == job.labels).mean())
@@ -81,42 +101,121 @@ def int8_within_budget(job: ExportJob, saved_model: Path, calib_pool: np.ndarray
     return out
 
 
-def _debugger(saved_model: Path, job: ExportJob, s: Settings, denylist: tuple[str, ...] = ()):
-    """tf.lite's QuantizationDebugger on the int8 converter (debug data: the calibration samples)."""
-    import tensorflow as tf
+def _with_calib(job: ExportJob, pool: np.ndarray, s: Settings) -> ExportJob:
+    return dataclasses.replace(job, calib=pool[:s.calib_samples])
 
-    conv = tflite.converter(saved_model, "int8", job, per_channel=s.per_channel)
-    if denylist:  # the float layers need float kernels next to the int8 ones
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(denylist)) if denylist else None
-    with tflite.quiet():
-        return tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=tflite.representative(job),
-                                                         debug_options=options)
+
+def calibrate(saved_model: Path, job: ExportJob) -> bytes:
+    """The float TFLite model with each tensor's calibrated range (on job.calib), max pooling's padding fixed."""
+    conv = tflite.converter(saved_model, "int8", job)
+    conv._experimental_calibrate_only = True  # what QuantizationDebugger does: quantized in a second step
+    try:
+        with tflite.quiet():
+            return _pad_ranges_fixed(conv.convert())
+    except CompressError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a converter error, named in one line
+        raise tflite.converter_error(job, "int8", str(e)) from None
+
+
+def quantize(calibrated: bytes, job: ExportJob, s: Settings, *, debug: bool = False) -> bytes:
+    """int8 from a calibrated model: int8 I/O for float inputs (as TFLiteConverter makes it); with
+    s.float_layers (output tensor names) those layers stay float, and so do the model's inputs/outputs;
+    `debug` adds a NumericVerify op after each quantized layer (the ranking's model)."""
+    import tensorflow as tf
+    from tensorflow.lite.python import convert
+
+    int8_io = not (s.float_layers or debug)
+    in_type = tf.int8 if int8_io and np.issubdtype(np.asarray(job.inputs).dtype, np.floating) else tf.float32
+    try:
+        with tflite.quiet():
+            model = convert.mlir_quantize(calibrated, disable_per_channel=not s.per_channel,
+                                          input_data_type=in_type, output_data_type=tf.int8 if int8_io else tf.float32,
+                                          enable_numeric_verify=debug, denylisted_nodes=list(s.float_layers) or None)
+    except Exception as e:  # noqa: BLE001 - a converter error, named in one line
+        raise tflite.converter_error(job, "int8", str(e)) from None
+    _check_scales(model)
+    return model
+
+
+def _pad_ranges_fixed(calibrated: bytes) -> bytes:
+    """A PADV2 padding with -inf (max pooling) takes its input's calibrated range (module docstring)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    m = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    changed = False
+    for g in m.subgraphs:
+        for op in g.operators:
+            code = m.operatorCodes[op.opcodeIndex]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) != schema.BuiltinOperator.PADV2:
+                continue
+            src, dst, value = (g.tensors[i] for i in (op.inputs[0], op.outputs[0], op.inputs[2]))
+            data = m.buffers[value.buffer].data
+            pad = np.frombuffer(bytes(data), np.float32) if data is not None and value.type == 0 else ()
+            qi, qo = src.quantization, dst.quantization
+            if len(pad) == 1 and pad[0] <= PAD_MINUS_INF and qi is not None and qi.min is not None and qo is not None:
+                qo.min, qo.max = np.array(qi.min), np.array(qi.max)
+                changed = True
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(m)) if changed else calibrated
+
+
+def _check_scales(model: bytes) -> None:
+    """Fail with the tensor named, not an abort of the process: TFLite's kernels assert on absurd scales."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    it = Interpreter(model_content=model, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    for d in it.get_tensor_details():
+        scales = d["quantization_parameters"]["scales"]
+        if len(scales) and not np.all(np.isfinite(scales) & (scales < 1e9)):
+            raise ConverterError(f"TFLite int8: tensor {d['name']!r} got quantization scale {float(np.max(scales)):.3g} "
+                                 "(its calibrated range is unbounded); keep that layer in float or use another variant")
+
+
+def _ranked(calibrated: bytes, job: ExportJob, s: Settings) -> list[tuple[str, float]]:
+    """Quantized layers (their output tensors' names), worst first, by RMSE / scale of their int8
+    outputs against float on the same input: TF's documented sensitivity measure (~0.29 is plain rounding).
+
+    The debug model runs on the builtin kernels without the default XNNPACK delegate: it mixes int8
+    and float copies of every layer, which XNNPACK may refuse to plan, and the ranking needs no speed.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    model = quantize(calibrated, job, s, debug=True)
+    try:
+        with tflite.quiet():
+            it = Interpreter(model_content=model,
+                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+            it.allocate_tensors()
+        verify = [op for op in it._get_ops_details() if op["op_name"] == "NumericVerify"]
+        (inp,) = it.get_input_details()
+        x = tf_route.to_layout(np.asarray(job.calib[:RANK_SAMPLES]), tf_route.layout_of(job))
+        squares = np.zeros(len(verify))
+        for i in range(len(x)):
+            it.set_tensor(inp["index"], x[i:i + 1].astype(inp["dtype"]))
+            it.invoke()
+            squares += [np.mean(np.square(it.get_tensor(op["outputs"][0]), dtype=np.float64)) for op in verify]
+    except (RuntimeError, ValueError) as e:
+        raise ConverterError("ranking the layers' int8 error failed on the LiteRT interpreter "
+                             f"({' '.join(str(e).split())[:200]}); give a larger --max-accuracy-drop") from None
+    made_by = {t: op["op_name"] for op in it._get_ops_details() for t in op["outputs"]}
+    scores = []
+    for op, sq in zip(verify, squares):
+        q = it._get_tensor_details(op["inputs"][0], 0)
+        scale = q["quantization_parameters"]["scales"]
+        # a pad only copies values (and max pooling's -inf padding differs from int8's by design)
+        if len(scale) and scale[0] and made_by.get(op["inputs"][0]) not in ("PAD", "PADV2"):
+            # the quantized copy is named after the layer plus one digit (TF's debugger strips it too)
+            scores.append((re.sub(r"\d$", "", q["name"]), float(np.sqrt(sq / max(len(x), 1)) / scale[0])))
+    return sorted(scores, key=lambda t: -t[1])
 
 
 def layer_errors(saved_model: Path, job: ExportJob, s: Settings) -> list[tuple[str, float]]:
-    """Quantized layers (their output tensors' names), worst first, by RMSE / scale of their int8
-    outputs against float: TF's documented sensitivity measure (~0.29 is plain rounding error)."""
-    import csv
-    import io
-
-    buf = io.StringIO()
-    with warnings.catch_warnings():  # the debugger uses the deprecated tf.lite.Interpreter inside TF
-        warnings.simplefilter("ignore", UserWarning)
-        dbg = _debugger(saved_model, job, s)
-        with tflite.quiet():
-            dbg.run()
-            dbg.layer_statistics_dump(buf)
-    rows = [r for r in csv.DictReader(io.StringIO(buf.getvalue())) if r.get("tensor_name") and float(r["scale"])]
-    scores = [(r["tensor_name"], float(r["mean_squared_error"]) ** 0.5 / float(r["scale"])) for r in rows]
-    return sorted(scores, key=lambda t: -t[1])
+    """Quantized layers (output tensor names), worst first, by RMSE / scale of their int8 outputs
+    against float, calibrated on job.calib."""
+    return _ranked(calibrate(saved_model, job), job, s)
 
 
 def selective(saved_model: Path, job: ExportJob, s: Settings) -> bytes:
     """int8 with the layers in s.float_layers (output tensor names) left in float; float inputs/outputs."""
-    try:
-        with warnings.catch_warnings(), tflite.quiet():
-            warnings.simplefilter("ignore", UserWarning)  # TF's own use of the deprecated tf.lite.Interpreter
-            return _debugger(saved_model, job, s, denylist=s.float_layers).get_nondebug_quantized_model()
-    except Exception as e:  # noqa: BLE001 - a converter error, named in one line
-        raise tflite.converter_error(job, "int8", str(e)) from None
+    return quantize(calibrate(saved_model, job), job, s)

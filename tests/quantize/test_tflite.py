@@ -81,3 +81,69 @@ def test_sensitive_layers_are_ranked_and_kept_in_float(job, saved_model, tmp_pat
     assert dtypes[worst] == np.float32  # the denylisted layer computes in float ...
     assert np.int8 in set(dtypes.values())  # ... the others in int8
     assert "DEQUANTIZE" in {op["op_name"] for op in it._get_ops_details()}
+
+
+def test_a_failed_layer_ranking_is_a_trial_and_the_budget_error_stays_one_table(job, saved_model, splits, tmp_path,
+                                                                              monkeypatch):
+    from compressor.core.errors import BudgetError, ConverterError
+    from exporters.tflite import int8
+
+    def broken(*_a, **_k):
+        raise ConverterError("ranking the layers' int8 error failed on the LiteRT interpreter (boom); give ...")
+
+    monkeypatch.setattr(int8, "_ranked", broken)
+    with pytest.raises(BudgetError) as e:
+        int8.int8_within_budget(job, saved_model, splits.train.x[:16], AccuracyBudget(-1.0, 1.0), workdir=tmp_path)
+    rows = [r for r in str(e.value).splitlines() if r.split()[:1] and r.split()[0].isdigit()]
+    assert "sensitive layers in float" in rows[-1] and "error: ranking the layers' int8 error failed" in rows[-1]
+    assert not list(tmp_path.glob("*.tflite"))
+
+
+# A real CNN: ResNet-18 at a tiny width, whose stem max pool has explicit padding (onnx2tf: PADV2 with -3.4e38)
+
+
+@pytest.fixture(scope="module")
+def resnet(tmp_path_factory):
+    import torch
+
+    from compressor.architectures import build, recalibrate_bn, smooth_images
+    from exporters import tf_route
+    from exporters.base import ExportJob
+
+    torch.manual_seed(0)
+    m = recalibrate_bn(build("resnet18", num_classes=10, width=1 / 16), smooth_images(64, 32, seed=1))
+    x = smooth_images(96, 32, seed=2)
+    with torch.no_grad():
+        ref = m(x).numpy()
+    x = x.numpy()
+    job = ExportJob(model=m, example=torch.from_numpy(x[:1]), inputs=x[:32], reference=ref[:32], calib=x[32:40],
+                    workdir=tmp_path_factory.mktemp("resnet"), labels=ref[:32].argmax(1))
+    return job, tf_route.saved_model(job), x[32:]
+
+
+def test_max_pool_padding_keeps_int8_ranges_sane_and_xnnpack_runs_it(resnet, monkeypatch):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from compressor.core.budget import Settings
+    from compressor.core.errors import ConverterError
+    from exporters.tflite import int8
+
+    job, sm, _ = resnet
+    it = Interpreter(model_content=int8.quantize(int8.calibrate(sm, job), job, Settings(8)))
+    it.allocate_tensors()  # with the default XNNPACK delegate, which refused the model before
+    scales = [d["quantization_parameters"]["scales"] for d in it.get_tensor_details()]
+    assert max(float(s.max()) for s in scales if len(s)) < 100
+    monkeypatch.setattr(int8, "_pad_ranges_fixed", lambda model: model)  # as TFLiteConverter calibrates
+    with pytest.raises(ConverterError, match=r"tensor .* got quantization scale \d\.\d+e\+3\d"):
+        int8.quantize(int8.calibrate(sm, job), job, Settings(8))  # named, where TFLite's ADD would abort
+
+
+def test_resnet_int8_goes_through_the_float_layers_stage(resnet, tmp_path):
+    from compressor.core.errors import BudgetError
+    from exporters.tflite.int8 import int8_within_budget
+
+    job, sm, pool = resnet
+    with pytest.raises(BudgetError) as e:  # agreement 1.0 cannot be met: every stage runs
+        int8_within_budget(job, sm, pool, AccuracyBudget(0.0, 1.0), workdir=tmp_path, max_float_layers=2)
+    rows = [r for r in str(e.value).splitlines() if r.split()[:1] and r.split()[0].isdigit()]
+    assert [r for r in rows if "2 layer(s) in float" in r] and not [r for r in rows if "error" in r]

@@ -21,6 +21,15 @@ export async function load(options = {}) {
   return info;
 }
 
+// TF.js waits for the response headers of every weight shard before it reads any body. Over HTTP/1.1
+// (6 connections per host) a model of more than 6 shards (~24 MB) then never loads: the 7th request
+// waits for a connection that an unread body holds. Reading each body as it arrives frees its connection.
+async function fetchWhole(url, init) {
+  const r = await fetch(url, init);
+  if (!r.ok) return r;
+  return new Response(await r.arrayBuffer(), { status: r.status, statusText: r.statusText, headers: r.headers });
+}
+
 function toTensor(tf, input) {
   const n = meta.inputShape.reduce((a, b) => a * b, 1);
   if (input.length !== n) throw new Error(`input has ${input.length} values; the model takes ${n} (${meta.inputShape})`);
