@@ -31,8 +31,6 @@ from .. import tf_route, tflite
 from ..base import ExportJob
 
 CALIB_SAMPLES = 200  # the first try's calibration samples (more only if the budget needs them)
-
-
 RANK_SAMPLES = 64  # samples the layer ranking runs (enough to order the layers; each runs both copies)
 PAD_MINUS_INF = -1e30  # a PADV2 constant this low stands for -inf (max pooling's padding)
 UNRANKED = "(layer ranking failed)"  # stands for the ranked layers when ranking failed: a trial with its error
@@ -82,8 +80,10 @@ def int8_within_budget(job: ExportJob, saved_model: Path, calib_pool: np.ndarray
             log("measuring per-layer quantization error (NumericVerify debug model) ...")
             try:
                 ranked[key] = [n for n, _ in _ranked(calibrated(s), _with_calib(job, calib_pool, s), s)]
-            except CompressError as e:  # the search records it as this stage's trial, then goes on
-                rank_error[key], ranked[key] = str(e), [UNRANKED]
+            except Exception as e:  # noqa: BLE001 - the search records it as this stage's trial, then goes on
+                rank_error[key] = str(e) if isinstance(e, CompressError) else \
+                    f"ranking the layers' int8 error failed ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+                ranked[key] = [UNRANKED]
         return ranked[key]
 
     ref_acc = None if job.labels is None else float((ref_top == job.labels).mean())
@@ -136,6 +136,11 @@ def quantize(calibrated: bytes, job: ExportJob, s: Settings, *, debug: bool = Fa
         raise tflite.converter_error(job, "int8", str(e)) from None
     _check_scales(model)
     return model
+
+
+def convert_int8(saved_model: Path, job: ExportJob, *, per_channel: bool = True) -> bytes:
+    """Full-integer int8 without a budget: tflite.convert(..., "int8") with max pooling's padding fixed."""
+    return quantize(calibrate(saved_model, job), job, Settings(len(job.calib), per_channel=per_channel))
 
 
 def _pad_ranges_fixed(calibrated: bytes) -> bytes:

@@ -16,7 +16,7 @@ export async function load(options = {}) {
   if (options.threads) tf.wasm.setThreadsCount(options.threads);
   if (!(await tf.setBackend(options.backend || 'wasm'))) throw new Error('the TF.js wasm backend did not start');
   await tf.ready();
-  model = await tf.loadGraphModel(new URL('model/model.json', here).href);
+  model = await tf.loadGraphModel(new URL('model/model.json', here).href, { fetchFunc: fetchWhole });
   info = { runtime: `tfjs ${tf.version.tfjs}`, backend: tf.getBackend(), crossOriginIsolated: self.crossOriginIsolated };
   return info;
 }
