@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from ..core.errors import CompressError
-from ..loading import ExportedModule, LoadedModel, load_model
+from ..loading import LoadedModel, load_model
+from ..pt2 import ExportedModule
 
 
 def count_params(model: nn.Module) -> int:

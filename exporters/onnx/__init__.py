@@ -201,22 +201,12 @@ def export(job: ExportJob) -> list[Artifact]:
 
 
 def run(path: Path, inputs: np.ndarray, *, batch: int = 256, threads: int = 0) -> np.ndarray:
-    """Outputs of an ONNX file in ONNX Runtime (CPU), batch by batch."""
-    import onnxruntime as ort
+    """Outputs of an ONNX file in ONNX Runtime (CPU), batch by batch (a fixed-batch model in chunks of its batch:
+    the benchmark runner's session does both)."""
+    from .runner import Session
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    name, fixed = sess.get_inputs()[0].name, sess.get_inputs()[0].shape[0]
-    if isinstance(fixed, int) and fixed > 0:  # a model with a fixed batch: chunks of it, the last one padded
-        return np.concatenate([sess.run(None, {name: _padded(inputs[i:i + fixed], fixed)})[0][:len(inputs[i:i + fixed])]
-                               for i in range(0, len(inputs), fixed)])
-    return np.concatenate([sess.run(None, {name: inputs[i:i + batch]})[0] for i in range(0, len(inputs), batch)])
-
-
-def _padded(x: np.ndarray, n: int) -> np.ndarray:
-    return x if len(x) == n else np.concatenate([x, np.zeros((n - len(x), *x.shape[1:]), x.dtype)])
+    sess = Session(path, threads)
+    return np.concatenate([sess.run(inputs[i:i + batch]) for i in range(0, len(inputs), batch)])
 
 
 def validate(artifact: Artifact, job: ExportJob) -> Parity:

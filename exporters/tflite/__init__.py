@@ -279,12 +279,17 @@ def runtime_name() -> str:
     return f"ai-edge-litert {version('ai-edge-litert')} (builtin ops)"
 
 
-def validate(artifact: Artifact, job: ExportJob) -> Parity:
-    outputs = run(artifact.path, job.inputs, tf_route.layout_of(job))
+def outputs_like_torch(path: Path, job: ExportJob) -> tuple[np.ndarray, str]:
+    """The .tflite's outputs on job.inputs in PyTorch's layout, and the layout the file holds them in."""
+    outputs = run(path, job.inputs, tf_route.layout_of(job))
     layout = tf_route.output_layout(outputs.shape, job.reference.shape)
+    return tf_route.to_torch_layout(outputs, layout), layout
+
+
+def validate(artifact: Artifact, job: ExportJob) -> Parity:
+    outputs, layout = outputs_like_torch(artifact.path, job)
     if layout != "nchw":  # recorded: an app reads the output in this layout
         artifact.extra["output_layout"] = layout
-    outputs = tf_route.to_torch_layout(outputs, layout)
     return compare(outputs, job.reference, labels=job.labels, rule=rule("tflite", artifact.variant, job.kind),
                    runtime=runtime_name(), kind=job.kind)
 

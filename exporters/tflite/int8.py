@@ -48,7 +48,6 @@ def int8_within_budget(job: ExportJob, saved_model: Path, calib_pool: np.ndarray
     """
     workdir = Path(workdir or job.private_dir())
     workdir.mkdir(parents=True, exist_ok=True)
-    layout = tf_route.layout_of(job)
     counter = iter(range(10_000))
     ref_top = job.reference.reshape(len(job.reference), -1).argmax(1)
     calibrations: dict[int, bytes] = {}  # by sample count: per-tensor and float-layer trials reuse it
@@ -68,9 +67,7 @@ def int8_within_budget(job: ExportJob, saved_model: Path, calib_pool: np.ndarray
         return path
 
     def evaluate(path: Path) -> Measure:
-        out = tflite.run(path, job.inputs, layout)
-        out = tf_route.to_torch_layout(out, tf_route.output_layout(out.shape, job.reference.shape))
-        out = out.reshape(job.reference.shape)
+        out = tflite.outputs_like_torch(path, job)[0].reshape(job.reference.shape)
         acc = None if job.labels is None else float((out.reshape(len(out), -1).argmax(1) == job.labels).mean())
         return Measure(acc, agreement(out, job.reference, job.kind)[0])  # the output kind's agreement
 

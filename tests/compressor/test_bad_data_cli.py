@@ -9,17 +9,8 @@ import pytest
 import torch
 
 from compressor.loading import save_torchscript
+from tests.compressor.test_loading import TwoOutputs
 from tests.conftest import run_cli
-
-
-class TwoOutputs(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = torch.nn.Linear(64, 10)
-
-    def forward(self, x):
-        y = self.fc(x.flatten(1))
-        return y, y
 
 
 class TokenIds(torch.nn.Module):
