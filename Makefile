@@ -1,13 +1,13 @@
 # `make demo`: set everything up (idempotent), then distil the built-in digits teacher into a quarter-size
 # student, quantize it, export every target and benchmark them (report in demo-out/report.html).
-# `make test`: set everything up and run the test suite (what CI runs).
+# `make test`: set everything up and run the test suite but its minute-long tests (`make test-heavy`; CI runs both).
 # `make wheel`: dist/edge_compress-*.whl, to install in another virtualenv (README "Set-up notes").
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= demo-out
 
-.PHONY: setup demo test test-fast lint wheel
+.PHONY: setup demo test test-heavy test-fast lint wheel
 setup:
 	@bash scripts/setup.sh --browser
 
@@ -16,7 +16,11 @@ demo: setup
 		--bench cpu,mobile,browser --out $(DEMO_OUT) --overwrite
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not heavy"
+
+# the minute-long end-to-end tests (whole demo runs, training to accuracy, the wheel): CI runs them too
+test-heavy: setup
+	$(PY) -m pytest -q -m heavy
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not browser"

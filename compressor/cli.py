@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -201,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
         return code
     except (Exception, KeyboardInterrupt) as e:
+        if received or isinstance(e, KeyboardInterrupt):
+            # an interrupt that landed inside an asyncio task (Playwright's) is otherwise logged again, with
+            # its traceback, when the task is collected at exit
+            logging.getLogger("asyncio").disabled = True
         if received:  # whatever the interrupt became on its way up: an extension's import wraps it in ImportError
             return fail("terminated (SIGTERM); the previous output is unchanged", 143, as_json)
         if isinstance(e, CompressError):  # 2 bad input, 3 parity, 4 budget, 5 converter (core/errors.py)

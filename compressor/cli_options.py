@@ -45,8 +45,10 @@ def add_run_arguments(p: argparse.ArgumentParser, with_model: bool = True) -> No
     p.add_argument("--arch", help="package.module:ClassName for a state_dict")
     p.add_argument("--trust-model", action="store_true", help="allow unpickling a whole model (runs its code)")
     p.add_argument("--input-shape", help="input shape with batch, e.g. 1,3,32,32")
-    p.add_argument("--input", help="the input as [NAME:]SHAPE[:DTYPE], e.g. input_ids:1x128:int64 or 1x3x224x224 "
-                                   "(dtypes: float32, float16, int64, int32, bool); the name is the model's own")
+    p.add_argument("--input", action="append",
+                   help="an input as [NAME:]SHAPE[:DTYPE], e.g. input_ids:1x128:int64 or 1x3x224x224 (dtypes: "
+                        "float32, float16, int64, int32, bool); repeat it for each input of a model with several; "
+                        "the name is the model's own")
     p.add_argument("--calib", type=int, help="calibration samples for int8 (default 200)")
     p.add_argument("--layout", help="TFLite input layout: nchw (as PyTorch; default) or nhwc")
     p.add_argument("--tfjs-quant", help="TF.js weight quantization: float16, uint8, uint16")
@@ -96,13 +98,15 @@ def typed_options(a: argparse.Namespace) -> dict:
 
             v = parse_shape(v)
         out[key] = recipe.option(key, v, f"--{dest.replace('_', '-')}")
-    if getattr(a, "input", None) is not None:  # --input [NAME:]SHAPE[:DTYPE], one input
+    if getattr(a, "input", None):  # --input [NAME:]SHAPE[:DTYPE], once per input
         from .loading import parse_input
 
-        _name, shape, dtype = parse_input(a.input)
-        out["input_shape"] = recipe.option("input_shape", shape, "--input")
-        if dtype is not None:
-            out["input_dtype"] = recipe.option("input_dtype", dtype, "--input")
+        out["inputs"] = recipe.option("inputs", list(a.input), "--input")
+        if len(a.input) == 1:
+            _name, shape, dtype = parse_input(a.input[0])
+            out["input_shape"] = recipe.option("input_shape", shape, "--input")
+            if dtype is not None:
+                out["input_dtype"] = recipe.option("input_dtype", dtype, "--input")
     if getattr(a, "quantize", None) is not None:
         out["quantize"] = a.quantize
     return out

@@ -61,6 +61,8 @@ class RunConfig:
     labels: str | None = None  # a labels.txt (one class name a line) naming a classifier's outputs
     tokenizer: str | None = None  # a folder with the model's tokenizer.json, for text data
     input_dtype: str | None = None  # None: the model's (its metadata), else float32
+    # --input NAME:SHAPE:DTYPE, one per input (a model with several inputs needs one each; the names are kept)
+    inputs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         exporters.expand(",".join(self.targets))
@@ -72,9 +74,18 @@ class RunConfig:
                                 "e.g. 1,3,32,32")
         if isinstance(self.quantize, str):
             object.__setattr__(self, "quantize", from_name(self.quantize))
-        if self.task is not None:
-            check_choice("task", self.task, tuple(TASKS))
-            object.__setattr__(self, "task", TASKS[self.task])
+        if self.task is not None:  # one kind for every output, or one per output: "classify,regress"
+            parts = [p.strip() for p in self.task.split(",")]
+            for p in parts:
+                check_choice("task", p, (*TASKS, "multi"))
+            object.__setattr__(self, "task", ",".join(TASKS.get(p, p) for p in parts))
+        if self.inputs:
+            from .loading import parse_input
+
+            named = [parse_input(t)[0] for t in self.inputs]
+            if len(self.inputs) > 1 and (None in named or len(set(named)) != len(named)):
+                raise CompressError("several --input need a distinct name each: --input input_ids:1x128:int64 "
+                                    "--input attention_mask:1x128:int64")
         parse_preprocess(self.preprocess)  # a typo fails before any work
         if self.input_dtype is not None:
             check_choice("input dtype", self.input_dtype, INPUT_DTYPES)

@@ -6,9 +6,16 @@ Sizes a file claims (array shapes, the largest label) are checked before anythin
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import math
+import mmap
 import os
+import shutil
+import tempfile
+import weakref
 import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,6 +31,11 @@ WARN_SAMPLES = 500  # fewer: a test split under 100 samples, whose accuracy is o
 RANDOM = "random"  # --data random: inputs of the model's shape and dtype, for an export-only run
 RANDOM_SAMPLES = 512
 MAX_CLASSES = 100_000  # labels are class indices; a larger one is a mistake (or a file claiming a huge size)
+# An image folder whose decoded float32 inputs exceed this is streamed into a disk-backed array (10,000 images at
+# 224 px are 6 GB); below it, it stays in memory. Tests lower it.
+IN_MEMORY_BYTES = 256 << 20
+STREAM_BATCH = 256  # images decoded (or rows copied) at a time while streaming ...
+STREAM_BATCH_BYTES = 64 << 20  # ... and at most this many bytes of them: the memory a stream holds at once
 
 
 @dataclass(frozen=True)
@@ -166,38 +178,136 @@ def _image_mode(channels: int | None, image_mode: str) -> str:
     return mode or ("L" if image_mode in ("L", "1", "P") else "RGB")
 
 
+def _image_files(class_dirs: list[Path], labels: dict[str, int]) -> tuple[list[Path], np.ndarray]:
+    """The image files of every class folder, in order, and their labels."""
+    files, ys = [], []
+    for d in class_dirs:
+        for f in _visible(list(d.iterdir())):
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                files.append(f)
+                ys.append(labels[d.name])
+    return files, np.asarray(ys, np.int64)
+
+
+def _decoder(channels: int | None, size: tuple[int, int] | None,
+             pre: Preprocess) -> Callable[[Path, tuple[int, ...] | None], np.ndarray]:
+    """A function: image file -> (C, H, W) float32 model input, checked against the first image's shape."""
+    from PIL import Image, UnidentifiedImageError
+
+    def decode(f: Path, first: tuple[int, ...] | None) -> np.ndarray:
+        try:
+            with Image.open(f) as im:
+                a = image_array(im.convert(_image_mode(channels, im.mode)), size, pre)
+        except (UnidentifiedImageError, OSError) as e:
+            raise CompressError(f"cannot read image {f} ({e.__class__.__name__}); remove or replace it") from None
+        if first is not None and a.shape != first:
+            raise CompressError(f"images differ in size: {f} is {a.shape[1:]} but earlier ones are {first[1:]}; "
+                                "resize them all to one size, or give the model's size (--input-shape)")
+        return a
+
+    return decode
+
+
 def load_folder(path: Path, channels: int | None = None, classes: tuple[str, ...] | None = None,
                 num_classes: int | None = None, size: tuple[int, int] | None = None,
                 preprocess: Preprocess | None = None) -> Dataset:
     """Images by class folder; resized and centre-cropped to `size` (H, W) when they differ from it, scaled to
-    0..1 and normalised by `preprocess` (compressor/preprocess.py)."""
-    from PIL import Image, UnidentifiedImageError
-
+    0..1 and normalised by `preprocess` (compressor/preprocess.py). Past IN_MEMORY_BYTES of inputs, they are
+    decoded in batches into a read-only disk-backed array (numpy.memmap) instead of memory."""
     pre = preprocess or Preprocess()
     class_dirs = _class_dirs(path)
     labels, names = _folder_labels(path, [d.name for d in class_dirs], classes, num_classes)
-    xs, ys, first = [], [], None
-    for d in class_dirs:
-        for f in _visible(list(d.iterdir())):
-            if f.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                with Image.open(f) as im:
-                    a = image_array(im.convert(_image_mode(channels, im.mode)), size, pre)
-            except (UnidentifiedImageError, OSError) as e:
-                raise CompressError(f"cannot read image {f} ({e.__class__.__name__}); remove or replace it") from None
-            if first is None:
-                first = a.shape
-            elif a.shape != first:
-                raise CompressError(f"images differ in size: {f} is {a.shape[1:]} but earlier ones are {first[1:]}; "
-                                    "resize them all to one size, or give the model's size (--input-shape)")
-            xs.append(a)
-            ys.append(labels[d.name])
-    if not xs:
+    files, y = _image_files(class_dirs, labels)
+    if not files:
         raise CompressError(f"no images found under {path} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    decode = _decoder(channels, size, pre)
+    first = decode(files[0], None)
+    if len(files) * first.nbytes <= IN_MEMORY_BYTES:
+        x = np.stack([first] + [decode(f, first.shape) for f in files[1:]])
+    else:
+        x = _stream_images(path, files, first, decode)
     how = "pixels / 255" + (f", resized and centre-cropped to {size[0]}x{size[1]}" if size else "") + \
         (f", normalised ({pre.name}: mean {pre.mean}, std {pre.std})" if pre.mean else "")
-    return Dataset(np.stack(xs), np.asarray(ys, np.int64), names, str(path), how)
+    return Dataset(x, y, names, str(path), how)
+
+
+def _stream_images(path: Path, files: list[Path], first: np.ndarray,
+                   decode: Callable[[Path, tuple[int, ...] | None], np.ndarray]) -> np.memmap:
+    """The images decoded batch by batch into a disk-backed array, with a progress bar. float32, as the model
+    takes them: uint8 pixels would be 4x smaller on disk but every consumer would then need a float copy (conform)
+    or a lazy array that numpy and torch functions do not accept."""
+    shape = (len(files), *first.shape)
+    check_disk(path, shape, copies=2)  # the decoded images, then split() writes them again in split order
+    rows = _batch_rows(first.nbytes)
+
+    def batches(advance: Callable[[int], None]) -> Iterator[np.ndarray]:
+        buf = np.empty((rows, *first.shape), np.float32)  # one buffer, reused: written out before the next batch
+        for i in range(0, len(files), rows):
+            n = min(rows, len(files) - i)
+            for k in range(n):
+                buf[k] = first if i + k == 0 else decode(files[i + k], first.shape)
+            yield buf[:n]
+            advance(n)
+
+    with _progress(f"decoding {len(files):,} images from {path.name}", len(files)) as advance:
+        return _spill(shape, batches(advance), "r", path)
+
+
+def _batch_rows(row_bytes: int) -> int:
+    return max(1, min(STREAM_BATCH, STREAM_BATCH_BYTES // max(row_bytes, 1)))
+
+
+def check_disk(source: Path | str, shape: tuple[int, ...], copies: int) -> None:
+    """One line when the temporary folder cannot hold `copies` float32 arrays of `shape`."""
+    folder = tempfile.gettempdir()  # inside a run: the run's own temporary folder (compressor/runs.py)
+    need = copies * math.prod(shape) * 4
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise CompressError(f"{source}: its {shape[0]:,} decoded images need {_size(need)} of temporary disk space "
+                            f"in {folder} and only {_size(free)} is free; free space there or set TMPDIR to a folder "
+                            "on a larger disk")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def _spill(shape: tuple[int, ...], chunks: Iterable[np.ndarray], mode: str, source: Path | str) -> np.memmap:
+    """`chunks` (float32 rows, in order) written to a temporary file in the run's temporary folder, then mapped.
+
+    Written with file writes, not through the mapping, so the pages go to the page cache and never count in this
+    process's memory. The file is unlinked as soon as it is mapped: the kernel frees its space when the last
+    mapping goes, so no end of the run (an error, SIGTERM, even SIGKILL) leaves it behind, and being under the
+    temporary folder it never reaches the published output."""
+    fd, name = tempfile.mkstemp(prefix="images-", suffix=".float32")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:
+                f.write(np.ascontiguousarray(chunk, np.float32).data)
+        x = np.memmap(name, np.float32, mode, shape=shape)
+        x.rows_fd = os.open(name, os.O_RDONLY)  # _gather reads rows through it; closed with x
+        weakref.finalize(x, os.close, x.rows_fd)
+        return x
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise CompressError(f"{source}: the disk filled up while writing its decoded images to "
+                                f"{Path(name).parent}; free space there or set TMPDIR to a folder on a larger disk"
+                                ) from None
+        raise
+    finally:
+        os.unlink(name)
+
+
+@contextlib.contextmanager
+def _progress(what: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr (stdout may carry --json), gone when done; yields advance(n)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda n: bar.update(task, advance=n)
 
 
 def load_text(path: Path, tokenizer: str | None, input_shape: tuple[int, ...] | None,
@@ -347,8 +457,58 @@ def split(data: Dataset, seed: int = 0, val: float = 0.15, test: float = 0.2) ->
     rest, te = train_test_split(idx, test_size=test, random_state=seed, stratify=strat)
     strat_rest = strat[rest] if strat is not None else None
     tr, va = train_test_split(rest, test_size=val / (1 - test), random_state=seed, stratify=strat_rest)
+    if isinstance(data.x, np.memmap):
+        return _split_on_disk(data, tr, va, te)
 
     def take(i: np.ndarray) -> Dataset:
         return replace(data, x=data.x[i], y=None if data.y is None else data.y[i])
 
     return Splits(take(tr), take(va), take(te))
+
+
+def _split_on_disk(data: Dataset, *parts: np.ndarray) -> Splits:
+    """The splits of a disk-backed set: its rows copied, a batch at a time, into one new disk-backed array in
+    train, val, test order, each split a slice of it (a memmap again, in the same order as the in-memory
+    path's). Indexing a memmap with the permutation instead would copy the whole set into memory."""
+    order = np.concatenate(parts)
+    shape = (len(order), *data.x.shape[1:])
+    check_disk(data.source, shape, copies=1)
+    # "c" (copy-on-write): writable, as torch.from_numpy wants, yet never written back to the file
+    x = _spill(shape, _gather(data.x, order), "c", data.source)
+    bounds = np.cumsum([0, *map(len, parts)])
+    return Splits(*(replace(data, x=x[a:b], y=None if data.y is None else data.y[p])
+                    for a, b, p in zip(bounds[:-1], bounds[1:], parts)))
+
+
+def _gather(x: np.memmap, order: np.ndarray) -> Iterator[np.ndarray]:
+    """x[order] a batch at a time, in one buffer reused (each batch is written out before the next).
+
+    Rows are read from the file (pread), not through the mapping: the kernel maps a file's pages in large
+    blocks (a 600 KB row read at random mapped 2 MB here), which would count several times the batch in this
+    process's memory. An array _spill did not make is read through its mapping, given back after each batch."""
+    row_bytes = int(np.prod(x.shape[1:])) * x.itemsize
+    rows = _batch_rows(row_bytes)
+    fd = getattr(x, "rows_fd", None)
+    buf = np.empty((rows, *x.shape[1:]), x.dtype)
+    for i in range(0, len(order), rows):
+        idx = order[i:i + rows]
+        if fd is None:
+            yield np.asarray(x[idx])
+            _release(x)
+            continue
+        for k, j in enumerate(idx):
+            if os.preadv(fd, [buf[k]], int(j) * row_bytes) != row_bytes:
+                raise OSError(errno.EIO, "short read of a decoded image from its temporary file")
+        yield buf[:len(idx)]
+
+
+def _release(x: np.memmap) -> None:
+    """Drop this process's mapping of the pages of `x` read so far (they are re-read from the file if needed).
+    Not for a copy-on-write ("c") map, whose pages written in memory would be lost."""
+    if x.mode == "c" or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    base = x
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, mmap.mmap):
+        base.madvise(mmap.MADV_DONTNEED)

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .core import feeds
 from .core.errors import CompressError
 from .data import Dataset
 
@@ -16,24 +17,37 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _logits(model: nn.Module, x: np.ndarray) -> torch.Tensor:
-    out = model(torch.from_numpy(np.ascontiguousarray(x)))
-    if not isinstance(out, torch.Tensor):  # loading refuses such models; a module built in Python may still be one
-        raise CompressError(f"the model returns a {type(out).__name__}, not one tensor of logits; wrap it to return "
-                            "only the logits")
-    return out
+def as_tensors(x: np.ndarray) -> list[torch.Tensor]:
+    """A batch of inputs (a plain array, or a packed one with one field per input) as the model's arguments."""
+    return [torch.from_numpy(np.ascontiguousarray(a)) for a in feeds.fields(x)]
+
+
+def _outputs(model: nn.Module, x: np.ndarray) -> list[torch.Tensor]:
+    out = model(*as_tensors(x))
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, tuple) and all(isinstance(o, torch.Tensor) for o in out):  # compressor.core.signature.Flat
+        return list(out)
+    # loading wraps such models; a module built in Python and handed over directly may still be one
+    raise CompressError(f"the model returns a {type(out).__name__}, not tensors; wrap it to return a tensor or "
+                        "a tuple of tensors")
 
 
 @torch.no_grad()
 def predict(model: nn.Module, x: np.ndarray, batch: int = 512) -> np.ndarray:
-    """Logits of `model` in eval mode, as a float32 array."""
+    """The outputs of `model` in eval mode, as float32: one array, or for several outputs one packed array with
+    a field per output (named as the model names them: compressor.core.signature.Flat.output_names)."""
     was_training = model.training
     model.eval()
     try:
-        outs = [_logits(model, x[i:i + batch]) for i in range(0, len(x), batch)]
+        parts = [_outputs(model, x[i:i + batch]) for i in range(0, len(x), batch)]
     finally:
         model.train(was_training)
-    return torch.cat(outs).float().numpy()
+    outs = [torch.cat([p[j] for p in parts]).float().numpy() for j in range(len(parts[0]))]
+    if len(outs) == 1:
+        return outs[0]
+    names = getattr(model, "output_names", None) or [f"output_{j}" for j in range(len(outs))]
+    return feeds.pack(dict(zip(names, outs)))
 
 
 def accuracy(model: nn.Module, data: Dataset) -> float:

@@ -22,29 +22,45 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .core.artifact import TensorSpec
 from .core.errors import CompressError
+from .core.signature import Flat, call_names, flatten, public_name
 from .data import physical_memory
-from .pt2 import ExportedModule, PickleRefused, pickles_refused, program_meta
+from .pt2 import ExportedModule, PickleRefused, pickles_refused, program_meta, register_output_types
 
 META_FILE = "compressor.json"  # extra file in TorchScript archives written by this tool
 
 
 @dataclass
 class LoadedModel:
-    module: nn.Module
-    input_shape: tuple[int, ...]  # batch first, batch 1
+    module: nn.Module  # called with one tensor per input, in `inputs` order (compressor.core.signature.Flat)
+    input_shape: tuple[int, ...]  # the first input's, batch first, batch 1
     input_dtype: torch.dtype
     num_outputs: int
     kind: str  # torchscript | torch-export | state_dict | pickle | python
     source: str
     sha256: str
     classes: tuple[str, ...] | None = None  # class names, when the file or module records them
-    task: str = "logits"  # the output's kind (compressor.core.parity.KINDS): inferred from its shape
-    output_shape: tuple[int, ...] = ()  # batch 1
+    task: str = "logits"  # the output's kind (compressor.core.parity.KINDS), or "multi" for several outputs
+    output_shape: tuple[int, ...] = ()  # the first output's, batch 1
+    inputs: tuple[TensorSpec, ...] = ()  # every input, batch 1 (names as the artifacts keep them)
+    outputs: tuple[TensorSpec, ...] = ()  # every output, batch 1
+    kinds: tuple[str, ...] = ()  # each output's kind
 
-    def example(self, batch: int = 1) -> torch.Tensor:
-        shape = (batch, *self.input_shape[1:])
-        return torch.zeros(shape, dtype=self.input_dtype)
+    @property
+    def multi(self) -> bool:
+        """Several inputs or several outputs: their data are packed arrays (compressor/core/feeds.py)."""
+        return len(self.inputs) > 1 or len(self.outputs) > 1
+
+    def example(self, batch: int = 1) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """Inputs of the right shapes and dtypes (zeros; ones for integer inputs: a valid token, a full mask)."""
+        specs = self.inputs or (TensorSpec("input", self.input_shape, str(self.input_dtype).removeprefix("torch.")),)
+        xs = tuple(_filled((batch, *s.shape[1:]), _dtype(s.dtype)) for s in specs)
+        return xs[0] if len(xs) == 1 else xs
+
+
+def _filled(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    return torch.zeros(shape, dtype=dtype) if dtype.is_floating_point else torch.ones(shape, dtype=dtype)
 
 
 def parse_input(text: str) -> tuple[str | None, tuple[int, ...], str | None]:
@@ -190,11 +206,14 @@ def _load_any(path: Path, fmt: str, arch: str | None, trust: bool) -> tuple[nn.M
                 meta = json.loads(extra[META_FILE] or "{}")
                 return module, "torchscript", meta
             if fmt == "torch-export":
+                register_output_types(path)
                 extra = {META_FILE: ""}
                 with contextlib.nullcontext() if trust else pickles_refused():
                     ep = torch.export.load(f, extra_files=extra)
                 meta = {**_clean_meta(json.loads(extra[META_FILE] or "{}")), **program_meta(ep, path)}
-                return ExportedModule(ep.module(), meta.get("static_batch")), "torch-export", meta
+                names = [i["name"] for i in meta["inputs"]]
+                module = ExportedModule(ep.module(), meta.get("static_batch"), names, meta["keyword_only"])
+                return module, "torch-export", meta
     except CompressError:
         raise
     except PickleRefused:
@@ -233,7 +252,19 @@ def _clean_meta(raw: object) -> dict:
         meta["classes"] = tuple(classes)
     if isinstance(raw.get("task"), str):
         meta["task"] = raw["task"]
+    inputs = raw.get("inputs")
+    if isinstance(inputs, list) and 0 < len(inputs) <= 64 and all(_input_entry(i) for i in inputs):
+        meta["inputs"] = inputs
     return meta
+
+
+def _input_entry(entry: object) -> bool:
+    """One recorded input: {"name": str, "dtype": str, "shape": [positive ints] (optional)}."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not isinstance(entry.get("dtype"), str):
+        return False
+    shape = entry.get("shape")
+    return shape is None or (isinstance(shape, list) and 0 < len(shape) <= 8
+                             and all(type(d) is int and d > 0 for d in shape))
 
 
 def _classes_of(module: nn.Module, meta: dict) -> tuple[str, ...] | None:
@@ -243,35 +274,80 @@ def _classes_of(module: nn.Module, meta: dict) -> tuple[str, ...] | None:
     return None
 
 
+Given = tuple[str | None, tuple[int, ...] | None, str | None]  # one --input: (name, shape, dtype)
+
+
+def _input_specs(module: nn.Module, meta: dict, source: str, input_shape: tuple[int, ...] | None,
+                 input_dtype: str | None, given: list[Given] | None) -> list[Given]:
+    """Each input's (name, shape, dtype): from --input (several), else --input-shape/--input's one input, else
+    the file's metadata (a .pt2 program's signature, this tool's TorchScript metadata), else the module."""
+    if given and len(given) > 1:
+        return list(given)
+    recorded = meta.get("inputs") or []
+    if len(recorded) > 1 and not input_shape:
+        return [(r["name"], tuple(r["shape"]) if r.get("shape") else None, r["dtype"]) for r in recorded]
+    if len(recorded) > 1:
+        raise CompressError(f"{source} takes {len(recorded)} inputs ({', '.join(r['name'] for r in recorded)}); "
+                            "give each with --input NAME:SHAPE:DTYPE instead of --input-shape")
+    name = given[0][0] if given else (recorded[0]["name"] if recorded else None)
+    shape = input_shape or meta.get("input_shape") or getattr(module, "input_shape", None)
+    dtype = input_dtype or meta.get("input_dtype")
+    return [(name, tuple(int(d) for d in shape) if shape else None, dtype)]
+
+
 def finish(module: nn.Module, *, kind: str, source: str, sha: str, meta: dict,
            input_shape: tuple[int, ...] | None,
            check_shape: Callable[[tuple[int, ...]], None] | None = None, task: str | None = None,
-           input_dtype: str | None = None) -> LoadedModel:
-    """Check weights, settle the input shape and dtype, and run one forward pass to prove they fit.
+           input_dtype: str | None = None, inputs: list[Given] | None = None) -> LoadedModel:
+    """Check weights, settle every input's name, shape and dtype, and run one forward pass to prove they fit
+    and to learn the outputs.
 
     `check_shape(shape)` runs before that forward pass: the data can refuse a shape (say 1,3,8192,8192)
-    before the model spends minutes and gigabytes on it."""
+    before the model spends minutes and gigabytes on it. `task`: one output kind for every output, or one
+    per output separated by commas."""
     module.eval()
-    meta = _clean_meta(meta)
+    meta = {**_clean_meta(meta), **{k: meta[k] for k in ("inputs",) if k in meta}}
     for name, t in list(module.named_parameters()) + list(module.named_buffers()):
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise CompressError(f"weight {name} of {source} contains NaN or Inf; fix or retrain the model")
-    given = input_dtype or meta.get("input_dtype")
-    dtype = _dtype(given) if given else getattr(module, "input_dtype", torch.float32)
-    shape = input_shape or meta.get("input_shape") or getattr(module, "input_shape", None)
-    if shape is None:
-        raise CompressError(f"cannot tell the input shape of {source}; pass --input-shape, e.g. 1,3,32,32")
-    shape = (1, *tuple(int(d) for d in shape)[1:])
-    if check_shape is not None:
-        check_shape(shape)
-    out = _probe(module, shape, dtype, source)
-    task = infer_task(tuple(out.shape), task or meta.get("task") or getattr(module, "task", None))
+    given = _input_specs(module, meta, source, input_shape, input_dtype, inputs)
+    missing = [n or f"input {i}" for i, (n, shape, _) in enumerate(given) if shape is None]
+    if missing:
+        what = "--input-shape, e.g. 1,3,32,32" if len(given) == 1 else "--input NAME:SHAPE:DTYPE for each input"
+        raise CompressError(f"cannot tell the shape of {', '.join(missing)} of {source}; pass {what}")
+    names, by_name = call_names(module, [n or "" for n, _, _ in given])
+    default_dtype = str(getattr(module, "input_dtype", torch.float32)).removeprefix("torch.")
+    specs = tuple(TensorSpec(public_name(n) if len(given) == 1 else n, (1, *shape[1:]), d or default_dtype)
+                  for n, (_, shape, d) in zip(names, given))
+    for sp in specs:
+        _dtype(sp.dtype)  # an unknown dtype name fails here, in one line
+    if check_shape is not None and len(specs) == 1:
+        check_shape(specs[0].shape)
+    out_names, outs = _probe(module, names, specs, by_name, source)
+    if len(specs) > 1 or out_names != ["output"]:
+        module = Flat(module, names, by_name)
+        module.output_names = out_names
+    kinds = _kinds(outs, task or meta.get("task") or getattr(module, "task", None), out_names)
+    outputs = tuple(TensorSpec(n, (1, *o.shape[1:]), str(o.dtype).removeprefix("torch.")) for n, o in zip(out_names, outs))
+    out = outs[0]
     # classes: the logits' or the dense map's channels; an embedding's or a regression's values otherwise
-    width = int(out.shape[1]) if task in ("logits", "dense") else int(out[0].numel())
-    classes = _classes_of(module, meta)
+    width = int(out.shape[1]) if kinds[0] in ("logits", "dense") and out.dim() > 1 else int(out[0].numel())
+    classes = _classes_of(module, meta) if len(outs) == 1 else None
     if classes is not None and len(classes) != width:
         classes = None  # names that do not match the outputs name nothing
-    return LoadedModel(module, shape, dtype, width, kind, source, sha, classes, task, (1, *out.shape[1:]))
+    return LoadedModel(module, specs[0].shape, _dtype(specs[0].dtype), width, kind, source, sha, classes,
+                       kinds[0] if len(kinds) == 1 else "multi", (1, *out.shape[1:]), specs, outputs, kinds)
+
+
+def _kinds(outs: list[torch.Tensor], given: str | None, names: list[str]) -> tuple[str, ...]:
+    """Each output's kind: one given kind for all, one per output ("logits,regression"), else by shape."""
+    parts = [p.strip() for p in given.split(",")] if given and given != "multi" else []
+    if len(parts) > 1 and len(parts) != len(outs):
+        raise CompressError(f"--task names {len(parts)} kinds but the model has {len(outs)} outputs "
+                            f"({', '.join(names)}); give one kind, or one per output")
+    if len(parts) == 1:
+        parts = parts * len(outs)
+    return tuple(infer_task(tuple(o.shape), parts[i] if parts else None) for i, o in enumerate(outs))
 
 
 def infer_task(output_shape: tuple[int, ...], given: str | None = None) -> str:
@@ -286,43 +362,48 @@ def infer_task(output_shape: tuple[int, ...], given: str | None = None) -> str:
     return {2: "logits", 4: "dense"}.get(len(output_shape), "regression")
 
 
-def _probe(module: nn.Module, shape: tuple[int, ...], dtype: torch.dtype, source: str) -> torch.Tensor:
-    nbytes = torch.Size(shape).numel() * dtype.itemsize
+def _probe(module: nn.Module, names: list[str], specs: tuple[TensorSpec, ...], by_name: bool,
+           source: str) -> tuple[list[str], list[torch.Tensor]]:
+    nbytes = sum(torch.Size(sp.shape).numel() * _dtype(sp.dtype).itemsize for sp in specs)
+    shapes = ", ".join(f"{sp.name} {tuple(sp.shape)}" for sp in specs) if len(specs) > 1 else str(tuple(specs[0].shape))
     if nbytes > physical_memory() // 4:
-        raise CompressError(f"one input of shape {tuple(shape)} takes {nbytes / 2**30:.1f} GiB, more than this "
+        raise CompressError(f"one input of shape {shapes} takes {nbytes / 2**30:.1f} GiB, more than this "
                             "machine can run the model on; check --input-shape")
-    x = torch.zeros(shape, dtype=dtype)
+    xs = [_filled(sp.shape, _dtype(sp.dtype)) for sp in specs]
     try:
         with torch.no_grad():
-            out = module(x)
+            out = module(**dict(zip(names, xs))) if by_name else module(*xs)
     except Exception as e:  # noqa: BLE001 - user code
         # the last line is the cause; TorchScript puts its interpreter traceback before it
         msg = ([ln.strip() for ln in str(e).splitlines() if ln.strip()] or [""])[-1][:200]
         msg = msg.removeprefix(f"{type(e).__name__}: ")
-        raise CompressError(f"{source} fails on an input of shape {tuple(shape)} ({type(e).__name__}: {msg}); "
-                            "pass the right --input-shape, or --input NAME:SHAPE:DTYPE for integer inputs such as "
-                            "input_ids:1x128:int64"
+        what = "an input" if len(specs) == 1 else "inputs"
+        raise CompressError(f"{source} fails on {what} of shape {shapes} ({type(e).__name__}: {msg}); "
+                            "pass the right --input-shape, or --input NAME:SHAPE:DTYPE for each input (integer "
+                            "inputs such as input_ids:1x128:int64)"
                             ) from None
-    if isinstance(out, (tuple, list)):  # every later step (training, export, parity) takes one logits tensor
-        raise CompressError(f"{source} returns a {type(out).__name__} of {len(out)} values; this tool compresses "
-                            "classifiers that return one tensor of logits: wrap the model to return only those")
-    if not isinstance(out, torch.Tensor):
-        raise CompressError(f"{source} returns {type(out).__name__}, not a tensor; wrap it to return logits")
-    if not torch.isfinite(out).all():
-        raise CompressError(f"{source} outputs NaN or Inf on a zero input of shape {tuple(shape)}; fix the model")
-    return out
+    try:
+        out_names, outs = flatten(out)
+    except CompressError as e:
+        raise CompressError(f"{source}: {e}") from None
+    for n, o in zip(out_names, outs):
+        if o.is_floating_point() and not torch.isfinite(o).all():
+            raise CompressError(f"{source} outputs NaN or Inf ({n}) on a zero input of shape {shapes}; fix the model")
+        if o.dim() == 0:
+            raise CompressError(f"{source}'s output {n!r} is a scalar; outputs must keep the batch dimension")
+    return out_names, [o if o.is_floating_point() else o.float() for o in outs]
 
 
 def load_model(path: str | Path, *, arch: str | None = None, trust_model: bool = False,
                input_shape: tuple[int, ...] | None = None,
                check_shape: Callable[[tuple[int, ...]], None] | None = None, task: str | None = None,
-               input_dtype: str | None = None) -> LoadedModel:
+               input_dtype: str | None = None, inputs: list[Given] | None = None) -> LoadedModel:
     """Load a model file in any supported format; errors are one-line CompressErrors."""
     path = Path(path)
     fmt = detect_format(path)
     module, kind, meta = _load_any(path, fmt, arch, trust_model)
     return finish(module, kind=kind, source=str(path), sha=sha256_of(path), meta=meta, input_shape=input_shape,
-                  check_shape=check_shape, task=task, input_dtype=input_dtype)
+                  check_shape=check_shape, task=task, input_dtype=input_dtype, inputs=inputs)
 
 
 def from_module(module: nn.Module, input_shape: tuple[int, ...] | None = None, name: str = "model",

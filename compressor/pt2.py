@@ -19,29 +19,66 @@ class ExportedModule(nn.Module):
     """A torch.export program as a module; its train/eval mode was fixed when it was exported.
 
     A program exported the default way (`torch.export.export(m, (x,))`) has a fixed batch (`static_batch`):
-    other batches are run as chunks of that size (the last one padded), and exporters keep that batch."""
+    other batches are run as chunks of that size (the last one padded), and exporters keep that batch.
+    `in_names` are its inputs' names; `keyword_only` when it was exported with keyword arguments (a
+    Hugging Face model called as m(input_ids=..., attention_mask=...)) and must be called so."""
 
-    def __init__(self, program_module: nn.Module, static_batch: int | None = None) -> None:
+    def __init__(self, program_module: nn.Module, static_batch: int | None = None,
+                 in_names: list[str] | None = None, keyword_only: bool = False) -> None:
         super().__init__()
         self.program = program_module
+        self.program.in_names = list(in_names or [])  # read by compressor.signature.forward_names
+        self.program.keyword_only = keyword_only
         self.static_batch = static_batch
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, *xs: torch.Tensor, **kw: torch.Tensor):
+        names = list(kw)
+        xs = (*xs, *kw.values())
+        call = (lambda *t: self.program(**dict(zip(names, t)))) if names else self.program
         b = self.static_batch
-        if b is None or x.shape[0] == b:
-            return self.program(x)
-        outs = []
-        for i in range(0, x.shape[0], b):
-            chunk = x[i:i + b]
-            n = chunk.shape[0]
+        if b is None or xs[0].shape[0] == b:
+            return call(*xs)
+        from .core.signature import flatten
+
+        parts: list[tuple[list[str], list[torch.Tensor]]] = []
+        for i in range(0, xs[0].shape[0], b):
+            chunk = [x[i:i + b] for x in xs]
+            n = chunk[0].shape[0]
             if n < b:
-                chunk = torch.cat([chunk, chunk.new_zeros((b - n, *chunk.shape[1:]))])
-            outs.append(self.program(chunk)[:n])
-        return torch.cat(outs)
+                chunk = [torch.cat([c, c.new_zeros((b - n, *c.shape[1:]))]) for c in chunk]
+            out_names, outs = flatten(call(*chunk))
+            parts.append((out_names, [o[:n] for o in outs]))
+        joined = [torch.cat([p[1][j] for p in parts]) for j in range(len(parts[0][1]))]
+        return joined[0] if parts[0][0] == ["output"] else dict(zip(parts[0][0], joined))
 
     def train(self, mode: bool = True) -> ExportedModule:
         self.training = mode  # the program itself refuses train()/eval()
         return self
+
+
+LIBRARIES = ("transformers.",)  # installed packages whose output classes (ModelOutput) programs may name
+
+
+def register_output_types(path: Path) -> None:
+    """A program that returns a Hugging Face `ModelOutput` names its class in the archive; torch can only
+    rebuild that output once the class is registered, which importing its (installed) module does. Only
+    modules of the libraries in LIBRARIES are imported, and only those that exist: nothing from the file runs."""
+    import importlib
+    import importlib.util
+    import re
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        text = " ".join(z.read(n).decode("utf-8", "replace") for n in z.namelist()
+                        if n.endswith(".json") and z.getinfo(n).file_size < 64 << 20)
+    pattern = r"\b(?:" + "|".join(re.escape(p) for p in LIBRARIES) + r")[\w.]+"
+    modules = {m.rsplit(".", 1)[0] for m in re.findall(pattern, text)}
+    for name in sorted(modules):
+        try:
+            if importlib.util.find_spec(name) is not None:
+                importlib.import_module(name)
+        except (ImportError, ValueError):  # a class name, not a module, or the library is missing
+            continue
 
 
 class PickleRefused(Exception):
@@ -78,19 +115,34 @@ def pickles_refused() -> Iterator[None]:
 
 
 def program_meta(ep: torch.export.ExportedProgram, path: Path) -> dict:
-    """Input shape and dtype from the program's signature (not from its pickled sample inputs)."""
+    """Every input's name, shape and dtype from the program's signature (not from its pickled sample inputs),
+    whether it takes them by keyword, and its fixed batch if it has one."""
     names = list(ep.graph_signature.user_inputs)
-    if len(names) != 1:
-        raise CompressError(f"{path} is a program with {len(names)} inputs; this tool compresses models that take "
-                            "one input tensor: export a wrapper that takes one")
-    node = next((n for n in ep.graph.nodes if n.op == "placeholder" and n.name == names[0]), None)
-    val = node.meta.get("val") if node is not None else None
-    if not isinstance(val, torch.Tensor):
-        return {}
-    meta: dict = {"input_dtype": str(val.dtype).removeprefix("torch.")}
-    dims = [d if isinstance(d, int) else None for d in val.shape]  # a symbolic (dynamic) size is None
-    if dims and all(d is not None for d in dims[1:]):
-        meta["input_shape"] = [1, *dims[1:]]
-    if dims and dims[0] is not None:  # torch.export.export(m, (x,)) fixes the batch unless told otherwise
-        meta["static_batch"] = dims[0]
+    spec = ep.call_spec.in_spec
+    keywords: list[str] = []
+    if spec is not None and spec.num_children == 2 and spec.child(1).context:
+        keywords = [str(k) for k in spec.child(1).context]
+    placeholders = {n.name: n.meta.get("val") for n in ep.graph.nodes if n.op == "placeholder"}
+    inputs, static = [], None
+    for i, name in enumerate(names):
+        val = placeholders.get(name)
+        if not isinstance(val, torch.Tensor):
+            raise CompressError(f"{path}: input {name!r} of the program is not a tensor; export a program whose "
+                                "inputs are all tensors")
+        dims = [d if isinstance(d, int) else None for d in val.shape]  # a symbolic (dynamic) size is None
+        entry: dict = {"name": keywords[i] if len(keywords) == len(names) else name,
+                       "dtype": str(val.dtype).removeprefix("torch.")}
+        if dims and all(d is not None for d in dims[1:]):
+            entry["shape"] = [1, *dims[1:]]
+        if dims and dims[0] is not None:  # torch.export.export(m, (x,)) fixes the batch unless told otherwise
+            static = dims[0]
+        inputs.append(entry)
+    if not inputs:
+        raise CompressError(f"{path} is a program without inputs; export one that takes tensors")
+    meta: dict = {"inputs": inputs, "keyword_only": len(keywords) == len(names),
+                  "input_dtype": inputs[0]["dtype"]}
+    if "shape" in inputs[0]:
+        meta["input_shape"] = inputs[0]["shape"]
+    if static is not None:
+        meta["static_batch"] = static
     return meta

@@ -66,8 +66,9 @@ def load_tokenizer(folder: str | Path | None):
         raise CompressError(f"{file} is not a tokenizer file ({str(e).splitlines()[0][:200]})") from None
 
 
-def tokenize(texts: list[str], tokenizer, length: int) -> np.ndarray:
-    """Token ids (len(texts), length), truncated or padded with the tokenizer's padding token (else 0)."""
+def tokenize(texts: list[str], tokenizer, length: int, with_mask: bool = False):
+    """Token ids (len(texts), length), truncated or padded with the tokenizer's padding token (else 0); with
+    `with_mask`, also the attention mask (1 on real tokens, 0 on padding)."""
     pad_id = 0
     padding = tokenizer.padding
     if padding and padding.get("pad_id") is not None:
@@ -75,10 +76,12 @@ def tokenize(texts: list[str], tokenizer, length: int) -> np.ndarray:
     tokenizer.no_padding()
     tokenizer.no_truncation()
     ids = np.full((len(texts), length), pad_id, dtype=np.int64)
+    mask = np.zeros((len(texts), length), dtype=np.int64)
     for i, enc in enumerate(tokenizer.encode_batch(texts)):
         row = enc.ids[:length]
         ids[i, :len(row)] = row
-    return ids
+        mask[i, :len(row)] = 1
+    return (ids, mask) if with_mask else ids
 
 
 def vocab_size(tokenizer) -> int:

@@ -84,7 +84,7 @@ class ExportJob:
     """Everything an exporter needs; built once per run by the pipeline."""
 
     model: Any  # torch.nn.Module in eval mode
-    example: Any  # torch.Tensor, batch 1, the model's input
+    example: Any  # torch.Tensor, batch 1, the model's input (a tuple of them for several inputs)
     inputs: np.ndarray  # real inputs for parity, batch first
     reference: np.ndarray  # the PyTorch model's outputs on `inputs`
     calib: np.ndarray  # calibration inputs (from the training split)
@@ -92,8 +92,11 @@ class ExportJob:
     labels: np.ndarray | None = None
     calib_pool: np.ndarray | None = None  # the whole training split: more calibration samples, if a budget needs them
     options: ExportOptions = field(default_factory=ExportOptions)
-    kind: str = "logits"  # the output's kind (compressor.core.parity.KINDS): how parity is judged
+    # the output's kind (compressor.core.parity.KINDS): how parity is judged; {name: kind} for several outputs,
+    # whose `reference` is then a packed array (compressor/core/feeds.py), as `inputs` is for several inputs
+    kind: str | dict[str, str] = "logits"
     class_names: tuple[str, ...] | None = None  # a classifier's labels, written into the artifacts
+    preprocess: dict | None = None  # image files' preprocessing (compressor/preprocess.py's record), for bundles
     shared: Shared = field(default_factory=lambda: Shared())
 
     def private_dir(self) -> Path:

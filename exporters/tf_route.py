@@ -55,13 +55,48 @@ def output_layout(tf_shape: tuple[int, ...], torch_shape: tuple[int, ...]) -> st
     return "nchw"
 
 
+def match_outputs(got: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> dict[str, str]:
+    """Which of a TF model's outputs is which of PyTorch's: {torch name: TF name}. By name first (a converter
+    may add a prefix or suffix), then onnx2tf's output_0, output_1, ... in the ONNX graph's order (which is
+    the model's), else by shape when every output's is unique."""
+    pairs: dict[str, str] = {}
+    left = list(got)
+    for name in reference:
+        hit = name if name in left else next((k for k in left if name in k), None)
+        if hit is not None:
+            pairs[name] = hit
+            left.remove(hit)
+    rest = [n for n in reference if n not in pairs]
+    numbered = sorted((k for k in left if re.fullmatch(r"output_\d+", k)), key=lambda k: int(k.split("_")[1]))
+    if rest and len(numbered) == len(left) == len(rest):
+        return {**pairs, **dict(zip(rest, numbered))}
+    for name in rest:
+        want = sorted(reference[name].shape[1:])
+        same = [k for k in left if sorted(got[k].shape[1:]) == want]
+        if len(same) != 1:
+            raise ConverterError(f"cannot tell which of the converted model's outputs ({', '.join(got)}) is "
+                                 f"{name!r}; give the model's outputs distinct names or shapes")
+        pairs[name] = same[0]
+        left.remove(same[0])
+    return pairs
+
+
 def to_torch_layout(y: np.ndarray, layout: str) -> np.ndarray:
     """A TF model's outputs (batch first) in PyTorch's layout."""
     return np.ascontiguousarray(np.moveaxis(y, -1, 1)) if layout == "nhwc" else y
 
 
 def layout_of(job: ExportJob) -> str:
+    """The TF models' input layout: --layout for one image-like input; a model with several inputs keeps
+    PyTorch's layout (their data are fed as they are)."""
+    if isinstance(job.example, tuple):
+        return "nchw"
     return job.options.layout if is_image_like(tuple(job.example.shape)) else "nchw"
+
+
+def examples(job: ExportJob) -> tuple:
+    """The job's example inputs, one tensor each."""
+    return job.example if isinstance(job.example, tuple) else (job.example,)
 
 
 def tf_onnx(job: ExportJob) -> Path:
@@ -72,7 +107,8 @@ def tf_onnx(job: ExportJob) -> Path:
 
     path = job.private_dir() / "model.onnx"
     try:
-        to_onnx(job.model, job.example, path, exporter="torchscript")
+        # batch 1, as onnx2tf fixes it (-ois): a traced graph keeps the batch it was traced at in its shapes
+        to_onnx(job.model, job.example, path, exporter="torchscript", batch=1)
     except CompressError:
         made = job.shared.float_onnx
         if made is not None:
@@ -142,12 +178,14 @@ def node_for_tf_ops(onnx_path: Path, tf_ops: list[str]):
     return None
 
 
-def onnx2tf_command(onnx_path: Path, out: Path, *, input_name: str, shape: tuple, layout: str) -> list[str]:
-    static = ",".join(str(d) for d in (1, *shape[1:]))
+def onnx2tf_command(onnx_path: Path, out: Path, *, inputs: list[tuple[str, tuple]], layout: str) -> list[str]:
+    """onnx2tf's command line; `inputs`: each input's (name, shape), fixed at batch 1."""
+    static = [f"{name}:{','.join(str(d) for d in (1, *shape[1:]))}" for name, shape in inputs]
     cmd = [sys.executable, "-m", "onnx2tf", "-i", str(onnx_path), "-o", str(out), "-osd", "-n",
-           "-rtpo", "Erf", "-ois", f"{input_name}:{static}"]
-    if layout == "nchw" and is_image_like(shape):
-        cmd += ["-k", input_name]
+           "-rtpo", "Erf", "-ois", *static]
+    keep = [name for name, shape in inputs if is_image_like(shape)]
+    if layout == "nchw" and keep:
+        cmd += ["-k", *keep]
     return cmd
 
 
@@ -160,7 +198,8 @@ def saved_model(job: ExportJob) -> Path:
     src = tf_onnx(job)
     check_supported(src)
     graph = onnx.load(str(src), load_external_data=False).graph
-    input_name = graph.input[0].name
+    inits = {i.name for i in graph.initializer}
+    names = [i.name for i in graph.input if i.name not in inits]
     work = job.private_dir() / "onnx2tf"
     work.mkdir(exist_ok=True)
     out = work / "saved_model"
@@ -169,7 +208,8 @@ def saved_model(job: ExportJob) -> Path:
     sample = work / CALIBRATION_SAMPLE
     if not sample.exists():
         np.save(sample, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
-    cmd = onnx2tf_command(src, out, input_name=input_name, shape=tuple(job.example.shape), layout=layout_of(job))
+    cmd = onnx2tf_command(src, out, inputs=[(n, tuple(x.shape)) for n, x in zip(names, examples(job))],
+                          layout=layout_of(job))
     # onnx2tf skips onnxsim unless the environment's bin folder is on PATH; it runs in `work`, where it
     # would write (and for int8, download) its own calibration file: nothing reaches the user's folders.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",

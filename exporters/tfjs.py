@@ -90,7 +90,8 @@ def meta(job: ExportJob, runtime: str, variant: str, input_name: str, output_nam
     dtype = np.asarray(job.inputs).dtype.name
     return {"runtime": runtime, "inputName": input_name, "outputName": output_name, "inputShape": list(shape),
             "outputShape": [1, *job.reference.shape[1:]], "inputDtype": dtype, "layout": layout, "variant": variant,
-            "labels": list(job.class_names or ())}  # a classifier's class names, in model.js's META
+            "labels": list(job.class_names or ()),  # a classifier's class names, in model.js's META
+            "preprocess": job.preprocess}  # an image model's resize/crop/normalisation, for predict(<img>)
 
 
 def bundle_facts(job: ExportJob, kind: str, variant: str, model_files: list[str]) -> dict:

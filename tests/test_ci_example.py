@@ -79,6 +79,7 @@ def test_script_without_its_two_arguments_says_how_to_call_it():
     assert r.returncode == 2 and "usage:" in r.stderr
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_script_on_the_demo_saves_a_baseline_then_passes_the_gate(tmp_path):
     # The fast variant: set-up skipped (done by `make test`), one target, the quick timing preset, the

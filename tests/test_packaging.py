@@ -79,6 +79,7 @@ def fresh_venv(folder: Path) -> Path:
     return folder / "bin"
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 @pytest.mark.tflite
 def test_wheel_runs_the_demo_in_a_fresh_virtualenv_outside_the_checkout(wheel, tmp_path):

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from . import feeds
 from .errors import CompressError, ParityError
 
 
@@ -134,6 +135,8 @@ class Parity:
     runtime: str = ""
     kind: str = "logits"  # the output kind; top1_agreement holds that kind's agreement (module docstring)
     details: dict[str, float] = field(default_factory=dict)  # the kind's extra figures (mean IoU, min cosine)
+    output: str = ""  # a model with several outputs: the output these figures are of (the worst one)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # and every output's figures, by name
 
     @property
     def accuracy_drop_points(self) -> float | None:
@@ -160,7 +163,17 @@ class Parity:
             why.append(f"{name} {self.top1_agreement:.4f} < {self.min_top1_agreement}")
         if not why and not np.isfinite(self.max_abs_diff):
             why.append("outputs are not finite")
-        return "; ".join(why)
+        return (f"output {self.output!r}: " if self.output and why else "") + "; ".join(why)
+
+    def margin(self) -> float:
+        """How close the figures come to failing (above 1: failed): the larger of max |Δ| / its threshold and
+        the agreement shortfall."""
+        m = 0.0
+        if self.max_abs_threshold:
+            m = self.max_abs_diff / self.max_abs_threshold if np.isfinite(self.max_abs_diff) else np.inf
+        if self.top1_agreement < self.min_top1_agreement:
+            m = max(m, 1.0 + self.min_top1_agreement - self.top1_agreement)
+        return float(m)
 
 
 def compare(outputs: np.ndarray, reference: np.ndarray, *, rule: Rule, runtime: str,
@@ -191,6 +204,25 @@ def compare(outputs: np.ndarray, reference: np.ndarray, *, rule: Rule, runtime: 
         kind=kind,
         details=details,
     )
+
+
+def compare_all(outputs: np.ndarray, reference: np.ndarray, *, fmt: str, variant: str, kind: str | dict[str, str],
+                runtime: str, labels: np.ndarray | None = None) -> Parity:
+    """`compare` with the artifact's rule. For several outputs (packed arrays, compressor/core/feeds.py) each
+    output is judged with its own kind's rule (`kind`: one for all, or {output: kind}); the figures returned
+    are the worst output's, with every output's in `outputs`, so the verdict fails if any output fails."""
+    if not feeds.is_packed(reference):
+        k = kind if isinstance(kind, str) else next(iter(kind.values()))
+        return compare(outputs, reference, rule=rule(fmt, variant, k), runtime=runtime, labels=labels, kind=k)
+    names = feeds.names(reference)
+    if not feeds.is_packed(outputs) or set(feeds.names(outputs)) != set(names):
+        raise CompressError(f"the artifact's outputs ({', '.join(feeds.names(outputs)) or 'one tensor'}) are not "
+                            f"the model's ({', '.join(names)})")
+    kinds = kind if isinstance(kind, dict) else dict.fromkeys(names, kind)
+    per = {n: dataclasses.replace(compare(outputs[n], reference[n], rule=rule(fmt, variant, kinds[n]),
+                                          runtime=runtime, kind=kinds[n]), output=n) for n in names}
+    worst = max(per.values(), key=lambda p: (not p.passed, p.margin()))
+    return dataclasses.replace(worst, outputs={n: p.to_dict() for n, p in per.items()})
 
 
 def require(name: str, p: Parity | None) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import exporters
 from exporters.base import ExportJob
 
+from ..core import feeds
 from ..core.artifact import Artifact, require_parity
 from ..core.errors import CompressError
 from ..core.parity import Parity
@@ -23,18 +24,22 @@ def export_job(s: State) -> ExportJob:
     test, train = s.splits.test, s.splits.train
     n = s.cfg.parity_count(len(test))
     inputs = test.x[:n]
-    reference = predict(s.model.module, inputs)
-    if not np.isfinite(reference).all():
+    reference = predict(s.model.module, inputs)  # packed, a field per output, for several outputs
+    if not all(np.isfinite(r).all() for r in feeds.fields(reference)):
         raise CompressError(f"{s.model.source} outputs NaN or Inf on the held-out data; fix the model or the data")
     options = s.cfg.export
     if s.sections.get("data", {}).get("random") and not options.variants:
         # random inputs cannot calibrate full-integer variants: only those that need no calibration
         options = dataclasses.replace(options, variants=UNCALIBRATED)
         s.sections["data"]["skipped"] = "TFLite int8/int16x8: random inputs cannot calibrate them"
+    data = s.sections.get("data", {})  # only image folders were preprocessed: their scale says "pixels / 255"
+    preprocess = data.get("preprocess") if str(data.get("scale", "")).startswith("pixels / 255") else None
     return ExportJob(model=s.model.module, example=s.model.example(1), inputs=inputs,
                      reference=reference, calib=train.x[:options.calib_samples], calib_pool=train.x,
                      workdir=s.workdir, labels=None if test.y is None else test.y[:n], options=options,
-                     kind=s.model.task, class_names=s.class_names)
+                     kind=s.model.task if len(s.model.outputs) <= 1 else
+                     {o.name: k for o, k in zip(s.model.outputs, s.model.kinds)}, class_names=s.class_names,
+                     preprocess=preprocess)
 
 
 def check_and_keep(s: State, made: list[Artifact], validate: Callable[[Artifact], Parity],
@@ -55,14 +60,37 @@ AGREEMENT = {"logits": "top-1 agreement", "dense": "pixel agreement", "embedding
 def _printed(s: State) -> Callable[[Artifact], None]:
     def show(a: Artifact) -> None:
         p = a.parity
-        agree = f", {AGREEMENT[p.kind]} {p.top1_agreement:.4f}" if p.kind in AGREEMENT else ""
-        s.console.print(f"[green]✓[/] {a.name}: parity max|Δ| {p.max_abs_diff:.2e}{agree}")
+        for name, q in (p.outputs or {"": p.to_dict()}).items():
+            agree = f", {AGREEMENT[q['kind']]} {q['top1_agreement']:.4f}" if q["kind"] in AGREEMENT else ""
+            what = f" {name}" if name else ""
+            s.console.print(f"[green]✓[/] {a.name}{what}: parity max|Δ| {q['max_abs_diff']:.2e}{agree}")
     return show
+
+
+BROWSER = ("tfjs", "onnx-web")  # their bundles' loader feeds one input tensor and reads one output
+
+
+def targets_for(s: State) -> list[str]:
+    """--target's exporters; a model with several inputs or outputs skips the browser bundles under `all`
+    (the reason goes into the manifest) and is refused them by name."""
+    targets = exporters.expand(",".join(s.cfg.targets))
+    if not s.model.multi:
+        return targets
+    named = [t for t in BROWSER if t in s.cfg.targets]
+    why = (f"{len(s.model.inputs)} inputs and {len(s.model.outputs)} outputs: the browser bundles' loader takes "
+           "one input and one output today")
+    if named:
+        raise CompressError(f"--target {', '.join(named)}: {s.model.source} has {why}; use --target onnx,tflite")
+    skipped = [t for t in targets if t in BROWSER]
+    if skipped:
+        s.sections["skipped_targets"] = {t: why for t in skipped}
+        s.console.print(f"[yellow]note[/]: skipping {', '.join(skipped)}: the model has {why}", soft_wrap=True)
+    return [t for t in targets if t not in BROWSER]
 
 
 def export(s: State) -> None:
     job = export_job(s)
-    for target in exporters.expand(",".join(s.cfg.targets)):
+    for target in targets_for(s):
         exporter = exporters.get(target)
         with s.console.status(f"exporting {target} ..."):
             made = exporter.export(job)

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import data as datasets
 from ..core.errors import CompressError
-from ..loading import LoadedModel, load_model
+from ..loading import LoadedModel, load_model, parse_input
 from ..preprocess import parse as parse_preprocess
 from .state import State
 
@@ -29,8 +29,15 @@ def load(s: State) -> None:
 
         s.teacher = load_model(s.cfg.model, arch=s.cfg.arch, trust_model=s.cfg.trust_model,
                                input_shape=s.cfg.input_shape, check_shape=data_fits, task=s.cfg.task,
-                               input_dtype=s.cfg.input_dtype)
-    s.model = s.teacher
+                               input_dtype=s.cfg.input_dtype,
+                               inputs=[parse_input(t) for t in s.cfg.inputs] if len(s.cfg.inputs) > 1 else None)
+    t = s.teacher
+    if t.multi and (s.cfg.distill is not None or s.cfg.quantize is not None):
+        what = "--distill" if s.cfg.distill is not None else "--quantize"
+        raise CompressError(f"{t.source} has {len(t.inputs)} inputs and {len(t.outputs)} outputs; {what} takes models "
+                            "with one input and one output today: export it without, (the TFLite float16, "
+                            "dynamic-int8 and int8 variants quantize it), or wrap it to take and return one tensor")
+    s.model = t
 
 
 def data(s: State) -> None:
@@ -39,15 +46,22 @@ def data(s: State) -> None:
     if s.cfg.data == datasets.RANDOM and (s.cfg.distill is not None or s.cfg.quantize is not None):
         raise CompressError("--data random is for export-only runs (parity on random inputs); distillation and "
                             "quantization need real data: pass --data FOLDER or FILE.npz")
-    d = datasets.load(s.cfg.data, channels=_channels(t.input_shape), num_classes=t.num_outputs if classify else None,
-                      classes=t.classes if classify else None, input_dtype=str(t.input_dtype).removeprefix("torch."),
-                      input_shape=t.input_shape, preprocess=parse_preprocess(s.cfg.preprocess),
-                      tokenizer=s.cfg.tokenizer)
+    if len(t.inputs) > 1:  # one packed array, a field per input (compressor/data_inputs.py)
+        from .. import data_inputs
+
+        d = data_inputs.load(s.cfg.data, t.inputs, num_classes=t.num_outputs if classify else None,
+                             tokenizer=s.cfg.tokenizer)
+    else:
+        d = datasets.load(s.cfg.data, channels=_channels(t.input_shape),
+                          num_classes=t.num_outputs if classify else None, classes=t.classes if classify else None,
+                          input_dtype=str(t.input_dtype).removeprefix("torch."), input_shape=t.input_shape,
+                          preprocess=parse_preprocess(s.cfg.preprocess), tokenizer=s.cfg.tokenizer)
     if not classify and d.y is not None:  # class labels say nothing about a dense map, an embedding or values
         s.console.print(f"[yellow]note[/]: the labels in {d.source} are not used: {t.source} outputs {t.task} "
                         "values, so agreement with the model stands in for accuracy", soft_wrap=True)
         d = dataclasses.replace(d, y=None)
-    datasets.check_fits(d, t.input_shape, t.num_outputs if classify else None)
+    if len(t.inputs) <= 1:
+        datasets.check_fits(d, t.input_shape, t.num_outputs if classify else None)
     warning = datasets.check_size(d)
     s.class_names = read_labels(s.cfg.labels, t) if s.cfg.labels else class_names(t, d)
     if s.class_names:
@@ -94,5 +108,7 @@ def describe(m: LoadedModel, test: datasets.Dataset) -> dict[str, Any]:
     return {"source": m.source, "format": m.kind, "sha256": m.sha256, "input_shape": list(m.input_shape),
             "input_dtype": str(m.input_dtype).removeprefix("torch."), "outputs": m.num_outputs, "task": m.task,
             "output_shape": list(m.output_shape),
+            "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype} for i in m.inputs],
+            "output_tensors": [{"name": o.name, "shape": list(o.shape), "kind": k} for o, k in zip(m.outputs, m.kinds)],
             "parameters": sum(p.numel() for p in m.module.parameters()),
             "test_accuracy": accuracy(m.module, test)}

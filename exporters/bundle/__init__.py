@@ -5,14 +5,17 @@
     <bundle>/model.js, .d.ts   ES module load()/predict() and its TypeScript declaration
     <bundle>/index.html        runs example.json and shows the prediction and the latency
     <bundle>/example.json      one held-out input and PyTorch's output for it
-    <bundle>/manifest.json     files, sizes, I/O, and (after the browser check) the parity figures
+    <bundle>/manifest.json     files, sizes, I/O, labels, image preprocessing, (after the browser check) parity
     <bundle>/README.md         how to use and serve it (COOP/COEP headers for threads)
 The parity checks load the model through the bundle's own model.js, so what ships is what was checked.
+predict() takes a flat array, or an image (<img>, canvas, ImageBitmap, ImageData) that templates/image.js
+turns into the model's input as the run's data were (meta["preprocess"], compressor/preprocess.py's record).
 """
 from __future__ import annotations
 
 import base64
 import json
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -40,13 +43,31 @@ def _fill(text: str, values: dict[str, str]) -> str:
     return text
 
 
+def image_preprocess(recorded: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The run's image preprocessing (compressor/preprocess.py's to_dict(), or None when the data were not
+    image files) with the two numbers model.js needs: the crop fraction and the pixel divisor."""
+    if not recorded:
+        return None
+    crop = re.search(r"size / ([0-9.]+)", str(recorded.get("resize", "")))
+    divisor = re.search(r"pixels / ([0-9.]+)", str(recorded.get("scale", "")))
+    if not crop or not divisor:
+        raise ConverterError(f"cannot read the recorded image preprocessing {recorded} (resize or scale); "
+                             "the bundle's predict() would not match the run's data")
+    return {**recorded, "cropFraction": float(crop[1]), "divisor": float(divisor[1])}
+
+
 def write(dest: Path, *, runtime: str, meta: dict[str, Any], example: np.ndarray, expected: np.ndarray,
           title: str, model_file: str) -> None:
-    """Write everything but the model (already in dest/model/) into the bundle folder `dest`."""
+    """Write everything but the model (already in dest/model/) into the bundle folder `dest`.
+
+    meta["preprocess"] (optional) is the run's image preprocessing (`image_preprocess`); meta["labels"] a
+    classifier's class names. Both go into model.js's META and manifest.json."""
     kind, loader, runtime_name = RUNTIMES[runtime]
     chromium.copy_runtime(kind, dest / "runtime")
+    meta = {**meta, "preprocess": image_preprocess(meta.get("preprocess"))}
     # COMMON: what every loader shares, written into each model.js (a bundle's loader stays one file)
-    values = {"META": json.dumps(meta), "COMMON": (TEMPLATES / "common.js").read_text(),
+    common = (TEMPLATES / "common.js").read_text() + "\n" + (TEMPLATES / "image.js").read_text()
+    values = {"META": json.dumps(meta), "COMMON": common,
               "TITLE": title, "MODEL_FILE": model_file, "RUNTIME": runtime_name,
               "SHAPE": ",".join(map(str, meta["inputShape"])), "DTYPE": meta["inputDtype"],
               "LAYOUT": meta["layout"], "FOLDER": dest.name}
@@ -57,6 +78,9 @@ def write(dest: Path, *, runtime: str, meta: dict[str, Any], example: np.ndarray
     (dest / "example.json").write_text(json.dumps({
         "input": np.asarray(example).ravel().tolist(), "shape": meta["inputShape"], "dtype": meta["inputDtype"],
         "expected": out.tolist(), "expected_top1": int(out.argmax())}))
+    # what the caller's facts do not say; write_manifest keeps it
+    (dest / "manifest.json").write_text(json.dumps({"labels": meta.get("labels") or None,
+                                                    "preprocess": meta["preprocess"]}, indent=2) + "\n")
 
 
 def stats(dest: Path) -> dict[str, Any]:
@@ -67,8 +91,11 @@ def stats(dest: Path) -> dict[str, Any]:
 
 
 def write_manifest(dest: Path, facts: dict[str, Any]) -> dict[str, Any]:
-    """(Re)write dest/manifest.json with `facts` and the bundle's files; returns the stats."""
-    (dest / "manifest.json").write_text(json.dumps({**facts, **stats(dest)}, indent=2, default=str) + "\n")
+    """(Re)write dest/manifest.json with `facts` and the bundle's files, keeping what it held and `facts` does
+    not replace (write() records the labels and the preprocessing there); returns the stats."""
+    path = dest / "manifest.json"
+    held = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**held, **facts, **stats(dest)}, indent=2, default=str) + "\n")
     return stats(dest)
 
 

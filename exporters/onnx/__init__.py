@@ -18,7 +18,8 @@ import torch
 from compressor.core.artifact import Artifact, TensorSpec, batch1
 from compressor.core.errors import ConverterError
 from compressor.core.files import onnx_external_data
-from compressor.core.parity import Parity, compare, rule
+from compressor.core.parity import Parity, compare_all
+from compressor.core.signature import Flat, forward_names, public_name
 
 from ..base import ExportJob
 
@@ -26,47 +27,50 @@ NAME = "onnx"
 TORCHSCRIPT_OPSET = 17  # what onnx2tf handles best; the dynamo exporter keeps its own (newer) default
 
 
-GENERIC_NAMES = {"x", "inp", "inputs", "args", "input", "self", "data", "tensor"}
-
-
 def input_name(model: torch.nn.Module) -> str:
     """The model's own name for its input (forward's first argument: input_ids, pixel_values), which every
     artifact keeps; a generic one (x, inputs) becomes "input"."""
-    import inspect
-
-    names: list[str] = []
-    try:
-        if isinstance(model, torch.jit.ScriptModule):
-            names = [a.name for a in model.forward.schema.arguments[1:]]
-        elif hasattr(model, "program") and hasattr(model.program, "graph"):  # a torch.export program's module
-            names = [n.name for n in model.program.graph.nodes if n.op == "placeholder"][-1:]
-        else:
-            names = [p for p in inspect.signature(model.forward).parameters if p != "self"]
-    except (TypeError, ValueError, AttributeError, RuntimeError):
-        pass
-    name = names[0] if names else "input"
-    return "input" if name in GENERIC_NAMES or not name.isidentifier() else name
+    names = forward_names(model)
+    return public_name(names[0]) if names else "input"
 
 
-def _example_batch(example: torch.Tensor, n: int = 2) -> torch.Tensor:
+def io_names(model: torch.nn.Module) -> tuple[list[str], list[str]]:
+    """The names the ONNX graph gives the inputs and outputs: a model wrapped for several inputs or outputs
+    (compressor.core.signature.Flat) knows its own; a plain one takes one input and gives "output"."""
+    ins = list(getattr(model, "input_names", None) or [input_name(model)])
+    outs = list(getattr(model, "output_names", None) or ["output"])
+    return ([public_name(ins[0])] if len(ins) == 1 else ins), outs
+
+
+def _example_batch(example: torch.Tensor | tuple[torch.Tensor, ...], n: int = 2) -> tuple[torch.Tensor, ...]:
     # torch.export specialises a size-1 dimension, which would fix the batch at 1.
-    return example.expand(n, *example.shape[1:]).contiguous()
+    xs = example if isinstance(example, tuple) else (example,)
+    return tuple(x.expand(n, *x.shape[1:]).contiguous() for x in xs)
 
 
-def to_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, *, opset: int | None = None,
-            exporter: str = "auto") -> dict:
-    """Write `model` as ONNX with a dynamic batch axis; returns how it was made.
+def _dynamic(model: torch.nn.Module, x: tuple[torch.Tensor, ...], batch: object) -> tuple:
+    """torch.export's dynamic_shapes follow forward's signature: one entry per parameter, and Flat's
+    forward(*xs) has one parameter holding every input."""
+    dims = tuple({0: batch} for _ in x)
+    return (dims,) if isinstance(model, Flat) else dims
+
+
+def to_onnx(model: torch.nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], path: Path, *,
+            opset: int | None = None, exporter: str = "auto", batch: int | None = None) -> dict:
+    """Write `model` as ONNX with a dynamic batch axis (or fixed at `batch`); returns how it was made.
 
     exporter: "dynamo" (torch.export based), "torchscript", or "auto" (dynamo, then TorchScript).
     A TorchScript module can only go through the TorchScript exporter.
     """
-    scripted = isinstance(model, torch.jit.ScriptModule)
+    scripted = isinstance(model, torch.jit.ScriptModule) or getattr(model, "scripted", False)
     order = {"auto": ["dynamo", "torchscript"], "dynamo": ["dynamo"], "torchscript": ["torchscript"]}[exporter]
     if scripted:
         order = ["torchscript"]
     errors = []
-    static = getattr(model, "static_batch", None)  # a .pt2 program with a fixed batch keeps it
-    name = input_name(model)
+    static = getattr(model, "static_batch", None) or batch  # a .pt2 program with a fixed batch keeps it
+    names, out_names = io_names(model)
+    if isinstance(model, Flat) and model.scripted and not model.by_name:
+        model = model.inner  # the exporter takes a TorchScript module itself, not inside a traced wrapper
     x = _example_batch(example, static) if static else _example_batch(example)
     # the dynamo exporter logs a warning per missing optional library (torchvision ops); not the user's concern
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
@@ -76,17 +80,18 @@ def to_onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, *, opset:
                 warnings.simplefilter("ignore")
                 if how == "dynamo":
                     batch = torch.export.Dim("batch", min=1, max=4096)
-                    torch.onnx.export(model, (x,), str(path), dynamo=True, opset_version=opset,
-                                      input_names=[name], output_names=["output"],
-                                      dynamic_shapes=None if static else ({0: batch},), optimize=True, verbose=False)
+                    torch.onnx.export(model, x, str(path), dynamo=True, opset_version=opset,
+                                      input_names=names, output_names=out_names,
+                                      dynamic_shapes=None if static else _dynamic(model, x, batch),
+                                      optimize=True, verbose=False)
                 else:
-                    torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=opset or TORCHSCRIPT_OPSET,
-                                      input_names=[name], output_names=["output"],
-                                      dynamic_axes=None if static else {name: {0: "batch"}, "output": {0: "batch"}},
+                    torch.onnx.export(model, x, str(path), dynamo=False, opset_version=opset or TORCHSCRIPT_OPSET,
+                                      input_names=names, output_names=out_names,
+                                      dynamic_axes=None if static else {n: {0: "batch"} for n in names + out_names},
                                       training=torch.onnx.TrainingMode.PRESERVE)
             inline_weights(path)
-            batch = f"fixed {static} (the .pt2 program was exported with a static batch)" if static else "dynamic"
-            return {"exporter": how, "opset": opset_of(path), "batch": batch}
+            why = "as asked" if batch else "the .pt2 program was exported with a static batch"
+            return {"exporter": how, "opset": opset_of(path), "batch": f"fixed {static} ({why})" if static else "dynamic"}
         except OSError:
             raise  # disk full, read-only: the caller reports those, not as an export failure
         except Exception as e:  # noqa: BLE001 - each exporter fails in its own way; keep the reasons
@@ -202,15 +207,30 @@ def export(job: ExportJob) -> list[Artifact]:
 
 def run(path: Path, inputs: np.ndarray, *, batch: int = 256, threads: int = 0) -> np.ndarray:
     """Outputs of an ONNX file in ONNX Runtime (CPU), batch by batch (a fixed-batch model in chunks of its batch:
-    the benchmark runner's session does both)."""
+    the benchmark runner's session does both); several inputs or outputs as packed arrays (core/feeds.py)."""
     from .runner import Session
 
     sess = Session(path, threads)
     return np.concatenate([sess.run(inputs[i:i + batch]) for i in range(0, len(inputs), batch)])
 
 
+ONE_BY_ONE = 8  # samples also checked one per call: a dynamic batch must give the same answers at batch 1
+
+
 def validate(artifact: Artifact, job: ExportJob) -> Parity:
+    """Parity on every held-out input at once (a batch of up to 256) and, for the first few, one at a time: a
+    graph whose traced shapes fix the batch fails here, not in the user's app."""
     import onnxruntime as ort
 
-    return compare(run(artifact.path, job.inputs), job.reference, labels=job.labels, kind=job.kind,
-                   rule=rule("onnx", artifact.variant, job.kind), runtime=f"onnxruntime {ort.__version__}")
+    def judged(x: np.ndarray, reference: np.ndarray, labels: np.ndarray | None, batch: int) -> Parity:
+        return compare_all(run(artifact.path, x, batch=batch), reference, fmt="onnx", variant=artifact.variant,
+                           kind=job.kind, labels=labels, runtime=f"onnxruntime {ort.__version__}")
+
+    whole = judged(job.inputs, job.reference, job.labels, 256)
+    batches = sorted({1, min(256, len(job.inputs))})
+    if not artifact.extra.get("batch", "dynamic").startswith("dynamic") or len(batches) == 1:
+        return whole
+    k = min(ONE_BY_ONE, len(job.inputs))
+    single = judged(job.inputs[:k], job.reference[:k], None, 1)
+    artifact.extra["checked_batches"] = batches
+    return whole if single.passed else single

@@ -28,9 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from compressor.core import feeds
 from compressor.core.artifact import Artifact, TensorSpec, batch1
 from compressor.core.errors import CompressError, ConverterError
-from compressor.core.parity import Parity, compare, rule
+from compressor.core.parity import Parity, compare_all
 
 from .. import tf_route
 from ..base import TFLITE_VARIANTS, ExportJob
@@ -40,12 +41,26 @@ VARIANTS = TFLITE_VARIANTS  # names checked by ExportOptions
 DEFAULT_VARIANTS = VARIANTS[:4]  # int16x8 is experimental in TFLite: only when asked for
 
 
+# onnx2tf is run with a static batch (tf_route: attention with a dynamic batch fails to convert), and a graph
+# converted at batch 1 has that batch in its reshapes: apps call it once per sample
+BATCH = "fixed 1 (onnx2tf converts at a static batch; call the model once per sample)"
+
+
 def variants_of(job: ExportJob) -> tuple[str, ...]:
     """The variants asked for in ExportOptions.variants (--variants), or the default set."""
     return job.options.variants or DEFAULT_VARIANTS
 
 
-def representative(job: ExportJob) -> Callable[[], Iterator[list[np.ndarray]]]:
+def representative(job: ExportJob) -> Callable[[], Iterator[list[np.ndarray] | dict[str, np.ndarray]]]:
+    """The calibration samples one at a time, as the converter takes them (several inputs: by name)."""
+    if feeds.is_packed(job.calib):
+        named = {k: (a.astype(np.float32) if np.issubdtype(a.dtype, np.floating) else a)
+                 for k, a in feeds.as_dict(job.calib).items()}
+
+        def by_name() -> Iterator[dict[str, np.ndarray]]:
+            for i in range(len(job.calib)):
+                yield {k: a[i:i + 1] for k, a in named.items()}
+        return by_name
     x = tf_route.to_layout(np.asarray(job.calib), tf_route.layout_of(job))
     if np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float32)
@@ -54,6 +69,11 @@ def representative(job: ExportJob) -> Callable[[], Iterator[list[np.ndarray]]]:
         for i in range(len(x)):
             yield [x[i:i + 1]]
     return gen
+
+
+def float_inputs(job: ExportJob) -> bool:
+    """Every input is float (then a full-integer model takes int8 inputs; token ids stay integers)."""
+    return all(np.issubdtype(a.dtype, np.floating) for a in feeds.fields(job.inputs[:1]))
 
 
 @contextlib.contextmanager
@@ -93,13 +113,13 @@ def converter(saved_model: Path, variant: str, job: ExportJob, *, per_channel: b
     elif variant == "int8":
         conv.representative_dataset = representative(job)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if np.issubdtype(np.asarray(job.inputs).dtype, np.floating):
+        if float_inputs(job):
             conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
     elif variant == "int16x8":
-        if not np.issubdtype(np.asarray(job.inputs).dtype, np.floating):
-            raise CompressError("TFLite int16x8 needs a float model input (the converter cannot calibrate "
-                                f"{np.asarray(job.inputs).dtype} inputs); use the int8 variant")
+        if not float_inputs(job):
+            raise CompressError("TFLite int16x8 needs float model inputs (the converter cannot calibrate "
+                                "integer inputs such as token ids); use the int8 variant")
         conv.representative_dataset = representative(job)
         # ops without a 16x8 kernel (e.g. HARD_SWISH) stay float rather than failing the variant
         conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
@@ -159,21 +179,51 @@ def dequantize_output(y: np.ndarray, detail: dict) -> np.ndarray:
     return y.astype(np.float32)
 
 
-def run(path: Path, inputs: np.ndarray, layout: str = "nchw") -> np.ndarray:
-    """Outputs of a .tflite file on the builtin interpreter, one sample per call (static batch 1)."""
+def run(path: Path, inputs: np.ndarray, layout: str = "nchw", batch: int = 1) -> np.ndarray:
+    """Outputs of a .tflite file on the builtin interpreter, `batch` samples per call (the input resized when
+    that is not the file's batch); several inputs or outputs go by the signature's names, as packed arrays
+    (compressor/core/feeds.py)."""
     it = interpreter(path)
-    (inp,), (out,) = it.get_input_details(), it.get_output_details()
+    if len(it.get_input_details()) != 1 or len(it.get_output_details()) != 1:
+        return _run_named(it, path, inputs, batch)
     x = tf_route.to_layout(np.asarray(inputs), layout)
     outs = []
-    for i in range(len(x)):
-        it.set_tensor(inp["index"], quantize_input(x[i:i + 1], inp))
+    for i in range(0, len(x), batch):
+        chunk = x[i:i + batch]
+        inp = it.get_input_details()[0]
+        if tuple(inp["shape"]) != chunk.shape:
+            it.resize_tensor_input(inp["index"], list(chunk.shape))
+            it.allocate_tensors()
+        it.set_tensor(inp["index"], quantize_input(chunk, inp))
         try:
             it.invoke()
         except RuntimeError as e:  # a kernel refusing its quantized inputs, e.g. a DIV by a zero-point
             raise ConverterError(f"{path.name} failed on the LiteRT interpreter ({_failed_node(it, str(e))}); "
                                 "this variant does not suit the model: choose other --variants") from None
+        out = it.get_output_details()[0]
         outs.append(dequantize_output(it.get_tensor(out["index"]), out))
     return np.concatenate(outs)
+
+
+def _run_named(it, path: Path, inputs: np.ndarray, batch: int = 1) -> np.ndarray:
+    """Several inputs or outputs: fed and read by the serving signature's names (onnx2tf keeps the ONNX ones)."""
+    runner = it.get_signature_runner()
+    in_details, out_details = runner.get_input_details(), runner.get_output_details()
+    given = feeds.as_dict(inputs, tuple(in_details))
+    missing = [n for n in in_details if n not in given]
+    if missing:
+        raise ConverterError(f"{path.name} takes inputs named {', '.join(in_details)}; the data has "
+                            f"{', '.join(given)}")
+    outs: dict[str, list[np.ndarray]] = {n: [] for n in out_details}
+    for i in range(0, len(inputs), batch):
+        try:  # the runner resizes its inputs to the batch given
+            got = runner(**{n: quantize_input(given[n][i:i + batch], d) for n, d in in_details.items()})
+        except (RuntimeError, ValueError) as e:
+            raise ConverterError(f"{path.name} failed on the LiteRT interpreter ({' '.join(str(e).split())[:200]})"
+                                 ) from None
+        for n, d in out_details.items():
+            outs[n].append(dequantize_output(got[n], d))
+    return feeds.pack({n: np.concatenate(v) for n, v in outs.items()})
 
 
 def _failed_node(it, message: str) -> str:
@@ -193,19 +243,18 @@ def io_specs(path: Path) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Inputs and outputs, named as an app calls them: by the serving signature's names (input_ids), not the
     tensors' (serving_default_input_ids:0)."""
     it = interpreter(path)
-    sig = next(iter(it.get_signature_list().values()), {})
 
-    def specs(details: list[dict], names: list[str]) -> list[TensorSpec]:
-        if len(names) != len(details):
-            names = [d["name"] for d in details]
-        if len(names) == 1:  # one tensor: the signature's one name, whatever the tensor is called
-            return [TensorSpec(names[0], tuple(int(s) for s in details[0]["shape_signature"]),
-                               np.dtype(details[0]["dtype"]).name)]
-        # the signature lists names in sorted order; match each to its tensor by the tensor's name
-        by_tensor = {d["name"]: next((n for n in names if n in d["name"]), d["name"]) for d in details}
-        return [TensorSpec(by_tensor[d["name"]], tuple(int(s) for s in d["shape_signature"]),
-                           np.dtype(d["dtype"]).name) for d in details]
-    return specs(it.get_input_details(), sig.get("inputs", [])), specs(it.get_output_details(), sig.get("outputs", []))
+    def spec(name: str, d: dict) -> TensorSpec:
+        shape = d.get("shape_signature")
+        shape = d["shape"] if shape is None or len(shape) == 0 else shape
+        return TensorSpec(name, tuple(int(s) for s in shape), np.dtype(d["dtype"]).name)
+
+    if not it.get_signature_list():  # a model without a signature: the tensors' own names
+        return ([spec(d["name"], d) for d in it.get_input_details()],
+                [spec(d["name"], d) for d in it.get_output_details()])
+    runner = it.get_signature_runner()
+    return ([spec(n, d) for n, d in runner.get_input_details().items()],
+            [spec(n, d) for n, d in runner.get_output_details().items()])
 
 
 def input_spec(path: Path) -> tuple[tuple[int, ...], str]:
@@ -227,7 +276,12 @@ def export(job: ExportJob) -> list[Artifact]:
         t1 = time.perf_counter()
         path = folder / f"model_{variant.replace('-', '_')}.tflite"
         budget = {}
-        if variant == "int8" and job.options.max_accuracy_drop is not None:
+        if variant == "int8" and job.options.max_accuracy_drop is not None and feeds.is_packed(job.reference):
+            # the budget's search judges one output; several are held to their parity rules alone
+            budget = {"budget": f"not applied: the model has {len(feeds.names(job.reference))} outputs, each held "
+                                "to its parity rule"}
+            path.write_bytes(convert(sm, variant, job))
+        elif variant == "int8" and job.options.max_accuracy_drop is not None:
             budget = _int8_within_budget(job, sm, path)
         else:
             path.write_bytes(convert(sm, variant, job))
@@ -242,6 +296,7 @@ def export(job: ExportJob) -> list[Artifact]:
             path=path, format="tflite", variant=variant, inputs=ins, outputs=outs,
             convert_seconds=time.perf_counter() - t1 + (shared if variant == "float32" else 0.0),
             extra={"converter": "onnx2tf (SavedModel) + tf.lite.TFLiteConverter", "layout": tf_route.layout_of(job),
+                   "batch": BATCH,
                    "calibration_samples": len(job.calib) if variant in ("int8", "int16x8") else 0,
                    **tf_route.transpose_stats(ops), "op_counts": dict(sorted(counts.items())), **budget,
                    **({"labels": "labels.txt packed in the .tflite (zip)"} if job.class_names else {})}))
@@ -279,19 +334,54 @@ def runtime_name() -> str:
     return f"ai-edge-litert {version('ai-edge-litert')} (builtin ops)"
 
 
-def outputs_like_torch(path: Path, job: ExportJob) -> tuple[np.ndarray, str]:
-    """The .tflite's outputs on job.inputs in PyTorch's layout, and the layout the file holds them in."""
-    outputs = run(path, job.inputs, tf_route.layout_of(job))
-    layout = tf_route.output_layout(outputs.shape, job.reference.shape)
-    return tf_route.to_torch_layout(outputs, layout), layout
+def outputs_like_torch(path: Path, job: ExportJob, inputs: np.ndarray | None = None,
+                       batch: int = 1) -> tuple[np.ndarray, str]:
+    """The .tflite's outputs on job.inputs in PyTorch's layout, and the layout the file holds them in
+    (several outputs: packed, named as the model names them, each moved back to PyTorch's layout)."""
+    outputs = run(path, job.inputs if inputs is None else inputs, tf_route.layout_of(job), batch)
+    if not feeds.is_packed(job.reference):
+        layout = tf_route.output_layout(outputs.shape, job.reference.shape)
+        return tf_route.to_torch_layout(outputs, layout), layout
+    got = feeds.as_dict(outputs)
+    named = {n: got[k] for n, k in tf_route.match_outputs(got, feeds.as_dict(job.reference)).items()}
+    layouts = {n: tf_route.output_layout(a.shape, job.reference[n].shape) for n, a in named.items()}
+    moved = {n: tf_route.to_torch_layout(a, layouts[n]) for n, a in named.items()}
+    layout = "nhwc" if "nhwc" in layouts.values() else "nchw"
+    return feeds.pack({n: moved[n] for n in feeds.names(job.reference)}), layout
 
 
 def validate(artifact: Artifact, job: ExportJob) -> Parity:
     outputs, layout = outputs_like_torch(artifact.path, job)
+    if feeds.is_packed(job.reference) and any(o.name not in feeds.names(job.reference) for o in artifact.outputs):
+        # the TFLite signature names outputs output_0, output_1 (onnx2tf): say which is which
+        got = {o.name: np.zeros((1, *o.shape[1:])) for o in artifact.outputs}
+        pairs = tf_route.match_outputs(got, feeds.as_dict(job.reference[:1]))
+        artifact.extra["output_names"] = {k: n for n, k in pairs.items()}
     if layout != "nchw":  # recorded: an app reads the output in this layout
         artifact.extra["output_layout"] = layout
-    return compare(outputs, job.reference, labels=job.labels, rule=rule("tflite", artifact.variant, job.kind),
-                   runtime=runtime_name(), kind=job.kind)
+    artifact.extra["batch"] = _batch(artifact, job)
+    return compare_all(outputs, job.reference, fmt="tflite", variant=artifact.variant, kind=job.kind,
+                       labels=job.labels, runtime=runtime_name())
+
+
+RESIZED = 8  # the larger batch a resizable model is checked at
+
+
+def _batch(artifact: Artifact, job: ExportJob) -> str:
+    """Whether an app may resize the input's batch (LiteRT resize_tensor_input): checked at batch RESIZED
+    against PyTorch, else the reason it stays at 1."""
+    k = min(RESIZED, len(job.inputs))
+    if k < 2:
+        return BATCH
+    try:
+        outputs, _ = outputs_like_torch(artifact.path, job, job.inputs[:k], batch=k)
+        p = compare_all(outputs, job.reference[:k], fmt="tflite", variant=artifact.variant, kind=job.kind,
+                        runtime=runtime_name())
+    except (CompressError, RuntimeError, ValueError) as e:
+        return f"fixed 1 (resizing the batch to {k} fails: {' '.join(str(e).split())[:120]})"
+    if not p.passed:
+        return f"fixed 1 (at batch {k} the outputs differ: {p.failure()})"
+    return f"resizable: checked at batch 1 and {k} (resize_tensor_input)"
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before tensorflow is imported by convert()

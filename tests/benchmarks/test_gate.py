@@ -54,6 +54,7 @@ def test_size_budget(models, baseline):
     assert main([str(models["base"]), *only, "--compare", str(baseline), "--fail-larger", "5%"]) == 0
 
 
+@pytest.mark.heavy
 @pytest.mark.slow  # 2 x 10 fresh processes
 def test_ab_interleaved_aa_passes_and_slowed_fails(models, tmp_path):
     a, b = str(models["base"]), str(models["slow"])

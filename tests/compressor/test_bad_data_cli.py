@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from compressor.loading import save_torchscript
-from tests.compressor.test_loading import TwoOutputs
+from tests.compressor.test_loading import Nested, TwoOutputs
 from tests.conftest import run_cli
 
 
@@ -33,14 +33,14 @@ def digits_npz(path: Path, n: int, **change) -> Path:
 
 def make(case: str, tmp: Path) -> list:
     """The arguments of one bad run (its files written into tmp)."""
-    if case == "tuple":
-        torch.jit.save(torch.jit.script(TwoOutputs()), str(tmp / "m.pt"))
+    if case == "nested":
+        torch.jit.save(torch.jit.script(Nested()), str(tmp / "m.pt"))
         return [tmp / "m.pt", "--input-shape", "1,1,8,8", "--data", "digits"]
     if case == "int64-model":
         save_torchscript(TokenIds(), tmp / "m.pt", (1, 1, 8, 8), "int64")
         return [tmp / "m.pt", "--data", "digits"]
     if case == "non-utf8-name":
-        save_torchscript(TwoOutputs(), tmp / os.fsdecode(b"m\xff.pt"), (1, 1, 8, 8))
+        save_torchscript(Nested(), tmp / os.fsdecode(b"m\xff.pt"), (1, 1, 8, 8))
         return [tmp / os.fsdecode(b"m\xff.pt"), "--data", "digits"]
     if case == "class-names":  # the model names its classes; the folders name others
         from PIL import Image
@@ -67,7 +67,7 @@ def make(case: str, tmp: Path) -> list:
 
 
 @pytest.mark.parametrize("case, msg", [
-    ("tuple", "returns a tuple of 2 values; this tool compresses classifiers that return one tensor"),
+    ("nested", "output 'output_1' is not a tensor (nested outputs such as caches are not supported)"),
     ("int64-model", "the model takes int64 inputs (such as token ids) but digits holds float32 values"),
     ("one-sample", "has 1 sample; at least 20 are needed"),
     ("three-samples", "has 3 samples; at least 20 are needed"),
@@ -76,7 +76,7 @@ def make(case: str, tmp: Path) -> list:
     ("fits-data-not-model", "m.pt fails on an input of shape (1, 64)"),
     ("huge-shape", "takes inputs of shape (3, 8192, 8192), and --data digits (the default"),  # was 45 s, 6 GB
     ("class-names", "class folders 0, 1 in "),  # hidden .ipynb_checkpoints is not one of them
-    ("non-utf8-name", "m\\udcff.pt returns a tuple of 2 values"),  # read, not "may be truncated"
+    ("non-utf8-name", "m\\udcff.pt: the model's output 'output_1' is not a tensor"),  # read, not "may be truncated"
 ])
 def test_one_line_error_and_nothing_written(tmp_path, case, msg):
     args = make(case, tmp_path)

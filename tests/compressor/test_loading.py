@@ -149,23 +149,42 @@ class TwoOutputs(torch.nn.Module):
         return y, y.softmax(1)
 
 
-def test_a_model_returning_a_tuple_is_refused_at_load(tmp_path):
-    """Every later step (training, predict, export) takes one logits tensor: say so before any work."""
+def test_a_model_returning_a_tuple_loads_with_one_output_each(tmp_path):
     p = tmp_path / "tuple.pt"
     torch.jit.save(torch.jit.script(TwoOutputs()), str(p))
-    with pytest.raises(CompressError, match="returns a tuple of 2 values; .* wrap the model"):
-        load_model(p, input_shape=(1, 1, 8, 8))
+    m = load_model(p, input_shape=(1, 1, 8, 8))
+    assert [o.name for o in m.outputs] == ["output_0", "output_1"] and m.task == "multi"
+    assert m.kinds == ("logits", "logits") and [o.shape for o in m.outputs] == [(1, 10), (1, 10)]
 
 
-def test_predict_refuses_a_tuple_in_one_line():
+class Nested(torch.nn.Module):
+    def forward(self, x):
+        return x, (x, x)
+
+
+def test_nested_outputs_are_refused_in_one_line():
+    from compressor.loading import from_module
+
+    with pytest.raises(CompressError, match="output 'output_1' is not a tensor .*flat tuple or dict"):
+        from_module(Nested(), input_shape=(1, 4))
+
+
+def test_predict_packs_several_outputs_and_refuses_other_values():
     import numpy as np
 
+    from compressor.core import feeds
     from compressor.evaluate import predict
 
     model = TwoOutputs()
-    with pytest.raises(CompressError, match="returns a tuple, not one tensor of logits"):
-        predict(model, np.zeros((3, 1, 8, 8), np.float32))
-    assert model.training  # its mode is restored even so
+    out = predict(model, np.zeros((3, 1, 8, 8), np.float32))
+    assert feeds.names(out) == ("output_0", "output_1") and out["output_1"].shape == (3, 10)
+    assert model.training  # its mode is restored
+
+    class Text(torch.nn.Module):
+        def forward(self, x):
+            return "no"
+    with pytest.raises(CompressError, match="returns a str, not tensors"):
+        predict(Text(), np.zeros((3, 4), np.float32))
 
 
 def test_the_data_check_runs_before_the_first_forward_pass():

@@ -14,6 +14,7 @@ def test_page_limits_grow_with_the_model():
     assert bundle.page_timeout_ms(45, runs=1) < bundle.page_timeout_ms(45, runs=11)
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 @pytest.mark.browser
 @pytest.mark.tflite

@@ -26,11 +26,11 @@ def test_transpose_between_convs_is_counted_but_io_transposes_are_not():
 
 
 def test_onnx2tf_keeps_nchw_only_for_image_inputs():
-    cmd = tf_route.onnx2tf_command("m.onnx", "out", input_name="input", shape=(1, 3, 16, 16), layout="nchw")
+    cmd = tf_route.onnx2tf_command("m.onnx", "out", inputs=[("input", (1, 3, 16, 16))], layout="nchw")
     assert cmd[cmd.index("-k") + 1] == "input" and "input:1,3,16,16" in cmd and "Erf" in cmd
-    assert "-k" not in tf_route.onnx2tf_command("m.onnx", "out", input_name="input", shape=(1, 3, 16, 16), layout="nhwc")
+    assert "-k" not in tf_route.onnx2tf_command("m.onnx", "out", inputs=[("input", (1, 3, 16, 16))], layout="nhwc")
     # onnx2tf refuses -k on 2-D inputs (token ids)
-    assert "-k" not in tf_route.onnx2tf_command("m.onnx", "out", input_name="input", shape=(1, 16), layout="nchw")
+    assert "-k" not in tf_route.onnx2tf_command("m.onnx", "out", inputs=[("input", (1, 16))], layout="nchw")
 
 
 def test_to_layout_moves_channels_of_float_images_only():

@@ -43,6 +43,7 @@ def qat(student, teacher, small, reference, tmp_path_factory):
                     reference=reference).artifact
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_qat_int8_onnx_is_as_accurate_as_static_ptq(student, qat, small, reference, tmp_path):
     ptq = quantize(student, StaticInt8(), splits=small, workdir=tmp_path / "ptq", reference=reference).artifact
@@ -58,6 +59,7 @@ def test_qat_int8_onnx_is_as_accurate_as_static_ptq(student, qat, small, referen
     assert qat.parity.accuracy_drop_points <= 1.0
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_qat_weights_sit_on_the_runtimes_int8_grid(qat):
     """Per channel, some weight is +-127: the scale is max|w| / 127, as ONNX Runtime and TFLite set it."""
@@ -71,6 +73,7 @@ def test_qat_weights_sit_on_the_runtimes_int8_grid(qat):
         assert (np.abs(w.reshape(len(w), -1).astype(int)).max(1) == 127).all()
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 @pytest.mark.tflite
 def test_qat_to_tflite_int8_keeps_the_qat_model(qat, small, reference, tmp_path):

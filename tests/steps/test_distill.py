@@ -53,6 +53,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     epochs = 12
@@ -88,6 +89,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_torchrun_two_processes_match_one(tmp_path):
     """2 ranks (gloo, CPU) against 1 process. With a student without batch norm the averaged gradients equal

@@ -42,6 +42,7 @@ def test_fp16_is_checked_against_a_zero_budget(tmp_path):
     assert m["artifacts"][1]["accuracy_drop_points"] <= 0.0
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 @pytest.mark.tflite
 def test_qat_with_a_tflite_target_makes_the_tflite_int8_only(tmp_path):

@@ -96,6 +96,7 @@ def test_merge_puts_each_fold_at_its_test_images():
     assert merge([r0, r1, extras], 4)["t_mismatch"] == [(1, "k", 4.0, 2.0)]
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_quick_run_prints_every_row_and_writes_the_figures(tmp_path, capsys):
     out = tmp_path / "q.json"

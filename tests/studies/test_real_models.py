@@ -21,6 +21,7 @@ def test_the_failing_artifact_is_read_from_the_error_and_dropped():
     assert without("onnx-web:float32", targets, variants)[0] == ["onnx", "tflite", "tfjs"]
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 @pytest.mark.tflite
 @pytest.mark.browser

@@ -12,6 +12,40 @@ export interface ModelMeta {
   /** "nchw" (as in PyTorch) or "nhwc" */
   layout: string;
   variant: string;
+  /** a classifier's class names, one per output (empty when the run had none) */
+  labels: string[];
+  /** how images become inputs (the run's data preprocessing); null: predict() takes flat arrays only */
+  preprocess: ImagePreprocess | null;
+}
+
+export interface ImagePreprocess {
+  /** "imagenet", "none", or "mean=...,std=..." */
+  name: string;
+  /** per channel, applied after the division: (pixel / divisor - mean) / std; empty: not normalised */
+  mean: number[];
+  std: number[];
+  /** the shorter side is resized to max(H, W) / cropFraction, then the centre H x W is kept */
+  cropFraction: number;
+  divisor: number;
+  resize: string;
+  scale: string;
+}
+
+/** What predict() and preprocess() take besides flat arrays: any image the browser can draw. */
+export type ImageInput = ImageData | HTMLImageElement | HTMLCanvasElement | HTMLVideoElement | ImageBitmap |
+  OffscreenCanvas | VideoFrame;
+
+export interface PredictOptions {
+  /** how many labels `top` lists, default 5 */
+  topk?: number;
+}
+
+export interface Scored {
+  label: string;
+  /** the output's index */
+  index: number;
+  /** softmax probability (the outputs themselves when they already are probabilities) */
+  score: number;
 }
 
 export interface LoadOptions {
@@ -33,12 +67,18 @@ export interface Prediction {
   output: Float32Array;
   /** index of the largest output */
   top1: number;
-  /** wall time of this call in milliseconds (input upload, inference, output read-back) */
+  /** wall time of this call in milliseconds (image preprocessing, input upload, inference, output read-back) */
   ms: number;
+  /** a classifier with labels: the top `topk` classes, best first */
+  top?: Scored[];
 }
 
 export declare const meta: ModelMeta;
 /** Load the runtime and the model from this folder; call once before predict(). */
 export declare function load(options?: LoadOptions): Promise<LoadInfo>;
-/** Run one sample: a flat array of meta.inputShape's size (integers for token inputs). */
-export declare function predict(input: ArrayLike<number>): Promise<Prediction>;
+/** Run one sample: a flat array of meta.inputShape's size (integers for token inputs), or an image, which is
+ * preprocessed as the run's data were (see preprocess()). */
+export declare function predict(input: ArrayLike<number> | ImageInput, options?: PredictOptions): Promise<Prediction>;
+/** The model's input for an image: resized (shorter side), centre-cropped, scaled and normalised as
+ * meta.preprocess says, in meta.layout; throws when meta.preprocess is null. */
+export declare function preprocess(image: ImageInput): Promise<Float32Array>;
