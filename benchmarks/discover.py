@@ -61,6 +61,9 @@ def format_of(path: Path) -> str:
 def item(name: str, path: Path, fmt: str, variant: str, inputs: list[Any], parity: dict[str, Any] | None) -> Item:
     """A benchmark item from an artifact's manifest facts (or an Artifact's): its input from the recorded
     specs (TFLite's from the file: a quantized input is fed float data)."""
+    if len(inputs) > 1:
+        raise CompressError(f"{name} takes {len(inputs)} inputs; the benchmark feeds models with one input and one "
+                            "output today: time it in your app, or export a wrapper that takes one tensor")
     if inputs and fmt != "tflite":
         first = inputs[0]
         shape, dtype = (batch1(first["shape"]), first["dtype"]) if isinstance(first, dict) else \

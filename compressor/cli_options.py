@@ -15,6 +15,7 @@ from pathlib import Path
 FLAGS = {"target": "targets", "data": "data", "input_shape": "input_shape", "seed": "seed",
          "parity_samples": "parity_samples", "calib": "calib", "layout": "layout", "variants": "variants",
          "tfjs_quant": "tfjs_quant", "bundle": "bundle", "max_accuracy_drop": "max_accuracy_drop",
+         "min_agreement": "min_agreement",
          "calib_method": "calib_method", "bench": "bench", "bench_bounds": "bench_bounds",
          "bench_device": "bench_device", "task": "task", "preprocess": "preprocess", "labels": "labels",
          "tokenizer": "tokenizer", "opset": "opset"}
@@ -69,6 +70,9 @@ def add_run_arguments(p: argparse.ArgumentParser, with_model: bool = True) -> No
     p.add_argument("--max-accuracy-drop", type=float,
                    help="accuracy budget of every int8 artifact (ONNX --quantize, TFLite int8), in percentage "
                         "points on the held-out split (default 1.0)")
+    p.add_argument("--min-agreement", type=float,
+                   help="least share of held-out predictions every int8 artifact keeps from the float model, 0-1 "
+                        "(default 0.99); without labels it is the whole budget")
     p.add_argument("--print-recipe", action="store_true", help="write the run's effective recipe (every "
                    "option) to OUT/recipe.yaml and stdout; `--recipe OUT/recipe.yaml` repeats the run")
     p.add_argument("--json", action="store_true", help="print the manifest on stdout (logs go to stderr)")

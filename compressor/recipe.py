@@ -38,6 +38,7 @@ KEYS: dict[str, tuple[type, str]] = {
     "calib": (ExportOptions, "calib_samples"), "layout": (ExportOptions, "layout"),
     "variants": (ExportOptions, "variants"), "tfjs_quant": (ExportOptions, "tfjs_quant"),
     "bundle": (ExportOptions, "bundle"), "max_accuracy_drop": (ExportOptions, "max_accuracy_drop"),
+    "min_agreement": (ExportOptions, "min_agreement"),
     "calib_method": (StaticInt8, "calib_method"),
     "bench": (RunConfig, "bench"), "bench_bounds": (RunConfig, "bench_bounds"),
     "bench_device": (RunConfig, "bench_device"), "task": (RunConfig, "task"),
@@ -198,9 +199,10 @@ def _quantize(opts: dict[str, Any], export: ExportOptions, where: str) -> Any:
             raise CompressError("--calib-method needs --quantize int8 (in a recipe: calib_method needs "
                                 "quantize: int8)")
         return None
+    agreement = {"min_agreement": export.min_agreement} if "min_agreement" in opts else {}  # else each mode's own
     if isinstance(q, str):
         return from_name(q, calib_method=method, calib_samples=export.calib_samples,
-                         max_accuracy_drop=export.max_accuracy_drop)
+                         max_accuracy_drop=export.max_accuracy_drop, **agreement)
     if not isinstance(q, dict):
         raise CompressError(f"quantize: expected a name ({', '.join(MODES.names())}) or a mapping of "
                             f"StaticInt8's fields, got {type(q).__name__}")
@@ -208,7 +210,7 @@ def _quantize(opts: dict[str, Any], export: ExportOptions, where: str) -> Any:
     fields = {f.name for f in dataclasses.fields(cls)}
     if method is not None and "calib_method" not in fields:
         raise CompressError(f"calib_method applies to quantize mode int8 only (got mode {q.get('mode')})")
-    flat = {"calib_samples": export.calib_samples, "max_accuracy_drop": export.max_accuracy_drop,
+    flat = {"calib_samples": export.calib_samples, "max_accuracy_drop": export.max_accuracy_drop, **agreement,
             **({"calib_method": method} if method is not None else {})}
     base = {f: v for f, v in flat.items() if f in fields}
     return from_mapping(cls, {**base, **{k: v for k, v in q.items() if k != "mode"}}, f"{where}.quantize")

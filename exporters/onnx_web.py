@@ -13,6 +13,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+from compressor.core import feeds
 from compressor.core.artifact import Artifact
 from compressor.core.parity import Parity
 
@@ -43,8 +44,8 @@ def make_bundle(job: ExportJob, src: Artifact, variant: str, dest: Path, t0: flo
     path = dest / "model" / "model.onnx"
     onnx.inline_weights(src.path, path)
     ins, outs = onnx.io_specs(path)
-    meta = tfjs.meta(job, "onnxruntime-web", variant, ins[0].name, outs[0].name)
-    bundle.write(dest, runtime="ort", meta=meta, example=job.inputs[:1], expected=job.reference[0],
+    meta = tfjs.meta(job, "onnxruntime-web", variant, ins, outs)
+    bundle.write(dest, runtime="ort", meta=meta, example=job.inputs[:1], expected=feeds.fields(job.reference)[0][0],
                  title=f"edge-compress model (onnxruntime-web{', int8' if variant != 'float32' else ''})",
                  model_file="model/model.onnx")
     stats = bundle.write_manifest(dest, tfjs.bundle_facts(job, "ort", variant, ["model/model.onnx"]))

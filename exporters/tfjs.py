@@ -12,6 +12,7 @@ bundle's own model.js, on the job's real inputs; the bundle's index.html must sh
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -20,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.core import chromium
+from compressor.core import chromium, feeds
 from compressor.core.artifact import Artifact, TensorSpec, batch1
 from compressor.core.errors import CompressError, ConverterError
-from compressor.core.parity import Parity, compare, page_rule, rule
+from compressor.core.parity import Parity, compare, compare_all, page_rule, rule
 from compressor.core.registry import check_choice
 
 from . import bundle, tf_route
@@ -84,14 +85,29 @@ def bundle_dir(job: ExportJob, default: str) -> Path:
     return job.workdir / (job.options.bundle or default)
 
 
-def meta(job: ExportJob, runtime: str, variant: str, input_name: str, output_name: str) -> dict:
+def meta(job: ExportJob, runtime: str, variant: str, ins: list[TensorSpec], outs: list[TensorSpec]) -> dict:
+    """model.js's META: the first input and output (the single-tensor keys every bundle has) and, for a model
+    with several, `inputs` (name, batch-1 shape, dtype: fed by name) and `outputs` (names)."""
     layout = tf_route.layout_of(job) if runtime == "tfjs" else "nchw"
-    shape = tuple(tf_route.to_layout(np.zeros(tuple(job.example.shape), dtype=np.float32), layout).shape)
-    dtype = np.asarray(job.inputs).dtype.name
-    return {"runtime": runtime, "inputName": input_name, "outputName": output_name, "inputShape": list(shape),
-            "outputShape": [1, *job.reference.shape[1:]], "inputDtype": dtype, "layout": layout, "variant": variant,
-            "labels": list(job.class_names or ()),  # a classifier's class names, in model.js's META
-            "preprocess": job.preprocess}  # an image model's resize/crop/normalisation, for predict(<img>)
+    examples = tf_route.examples(job)
+    first = tuple(tf_route.to_layout(np.zeros(tuple(examples[0].shape), dtype=np.float32), layout).shape)
+    ref = feeds.fields(job.reference)[0]
+    m = {"runtime": runtime, "inputName": ins[0].name, "outputName": outs[0].name, "inputShape": list(first),
+         "outputShape": [1, *ref.shape[1:]], "inputDtype": feeds.fields(job.inputs[:1])[0].dtype.name,
+         "layout": layout, "variant": variant,
+         "labels": list(job.class_names or ()),  # a classifier's class names, in model.js's META
+         "preprocess": job.preprocess}  # an image model's resize/crop/normalisation, for predict(<img>)
+    if len(examples) > 1 or len(outs) > 1:
+        named = feeds.as_dict(job.inputs[:1], (ins[0].name,))  # one input: the artifact names it
+        m["inputs"] = [{"name": _matching(n, [i.name for i in ins]), "data": n, "shape": [1, *a.shape[1:]],
+                        "dtype": a.dtype.name} for n, a in named.items()]
+        m["outputs"] = [o.name for o in outs]
+    return m
+
+
+def _matching(name: str, names: list[str]) -> str:
+    """The artifact's name for the model's input `name` (a converter may add a suffix such as ':0')."""
+    return name if name in names else next((n for n in names if name in n), name)
 
 
 def bundle_facts(job: ExportJob, kind: str, variant: str, model_files: list[str]) -> dict:
@@ -113,10 +129,11 @@ def export(job: ExportJob) -> list[Artifact]:
         raise CompressError(f"bundle folder {dest.name} is used twice; give --bundle another name")
     seconds = convert_saved_model(sm, dest / "model", job.options.tfjs_quant, tf_route.tf_onnx(job)) + shared
     spec = _signature(dest / "model" / "model.json")
-    m = meta(job, "tfjs", variant, spec[0][0].name, spec[1][0].name)
+    m = meta(job, "tfjs", variant, spec[0], spec[1])
     layout = m["layout"]
     bundle.write(dest, runtime="tfjs", meta=m, example=tf_route.to_layout(job.inputs[:1], layout),
-                 expected=job.reference[0], title="edge-compress model (TensorFlow.js)", model_file="model/model.json")
+                 expected=feeds.fields(job.reference)[0][0], title="edge-compress model (TensorFlow.js)",
+                 model_file="model/model.json")
     files = sorted(str(p.relative_to(dest)) for p in (dest / "model").iterdir())
     stats = bundle.write_manifest(dest, bundle_facts(job, "tfjs", variant, files))
     model = Artifact(path=dest / "model", format="tfjs", variant=variant, inputs=spec[0], outputs=spec[1],
@@ -167,14 +184,37 @@ def validate_in_browser(artifact: Artifact, job: ExportJob, layout: str) -> Pari
         return _validate_page(artifact, job)
     root = next(p for p in artifact.path.parents if (p / "model.js").exists())
     outputs, info = bundle.run_inputs(root, tf_route.to_layout(job.inputs, layout))
-    outputs = _torch_layout(outputs, artifact, job.reference)
-    p = compare(outputs, job.reference, labels=job.labels, rule=rule(artifact.format, artifact.variant, job.kind),
-                runtime=f"{info['runtime']} {info['backend']} in Chromium", kind=job.kind)
+    runtime = f"{info['runtime']} {info['backend']} in Chromium"
+    if feeds.is_packed(job.reference):
+        p = compare_all(_named_like_torch(outputs, artifact, job.reference), job.reference, fmt=artifact.format,
+                        variant=artifact.variant, kind=job.kind, runtime=runtime)
+    else:
+        p = compare(_torch_layout(outputs, artifact, job.reference), job.reference, labels=job.labels,
+                    rule=rule(artifact.format, artifact.variant, job.kind), runtime=runtime, kind=job.kind)
     web = job.shared.bundles.get(root)
     if web is not None:  # the bundle's manifest carries its model's parity
         web.extra["model_variant"] = artifact.variant
         web.extra["model_parity"] = p.to_dict()
     return p
+
+
+def _named_like_torch(flat: np.ndarray, artifact: Artifact, reference: np.ndarray) -> np.ndarray:
+    """Several outputs read flat in the browser (a field each, named by the runtime), named and shaped as
+    PyTorch's: by name, onnx2tf's output_0, output_1 order, or size (tf_route.match_outputs)."""
+    got = feeds.as_dict(flat)
+    ref = {n: a.reshape(len(a), -1) for n, a in feeds.as_dict(reference).items()}
+    pairs = tf_route.match_outputs(got, ref)
+    if artifact.format == "tfjs":
+        artifact.extra["output_names"] = {k: n for n, k in pairs.items() if k != n}
+    specs = {o.name: o for o in artifact.outputs}
+    out = {}
+    for name, key in pairs.items():
+        spec = specs.get(key)
+        one = dataclasses.replace(artifact, outputs=[spec]) if spec is not None else dataclasses.replace(artifact,
+                                                                                                         outputs=[])
+        y = _torch_layout(got[key], one, reference[name])
+        out[name] = y.reshape(reference[name].shape) if y.size == reference[name].size else y
+    return feeds.pack({n: out[n] for n in feeds.names(reference)})
 
 
 def _torch_layout(flat: np.ndarray, artifact: Artifact, reference: np.ndarray) -> np.ndarray:
@@ -196,10 +236,14 @@ def _validate_page(artifact: Artifact, job: ExportJob) -> Parity:
 
     got = bundle.page_result(artifact.path)
     model_format = "tfjs" if artifact.variant == "tfjs" else "onnx-web"
-    judged = page_rule(rule(model_format, artifact.extra.get("model_variant", "float32"), job.kind), job.kind)
-    p = compare(_torch_layout(np.asarray(got["output"], dtype=np.float32)[None], artifact, job.reference),
-                job.reference[:1], kind=job.kind,
-                labels=None if job.labels is None else job.labels[:1], rule=judged, scale=job.reference,
+    # the page shows the first output; a model with several has it first in PyTorch's order too
+    reference = feeds.fields(job.reference)[0]
+    kind = job.kind if isinstance(job.kind, str) else job.kind[feeds.names(job.reference)[0]]
+    judged = page_rule(rule(model_format, artifact.extra.get("model_variant", "float32"), kind), kind)
+    first = dataclasses.replace(artifact, outputs=artifact.outputs[:1])
+    p = compare(_torch_layout(np.asarray(got["output"], dtype=np.float32)[None], first, reference),
+                reference[:1], kind=kind,
+                labels=None if job.labels is None else job.labels[:1], rule=judged, scale=reference,
                 runtime=f"{got['runtime']} {got['backend']} in Chromium (index.html)")
     page = {k: got.get(k) for k in ("top1", "expected_top1", "ms", "runtime", "backend", "crossOriginIsolated")}
     artifact.extra["page_check"] = page

@@ -37,18 +37,42 @@ def make_cnn(work: Path) -> list[str]:
 
     folder = work / "images"
     imgs = smooth_images(240, 288, seed=0).numpy()  # about zero mean, unit spread
+    tints = np.random.default_rng(1).standard_normal((10, 3)) * 0.8  # each class a colour cast: learnable
     for i, img in enumerate(imgs):
         d = folder / f"class_{i % 10}"
         d.mkdir(parents=True, exist_ok=True)
-        pixels = np.clip(127.5 + 48 * np.moveaxis(img, 0, -1), 0, 255).astype(np.uint8)
+        pixels = np.clip(127.5 + 48 * (np.moveaxis(img, 0, -1) + tints[i % 10]), 0, 255).astype(np.uint8)
         Image.fromarray(pixels).save(d / f"{i}.png")
     torch.manual_seed(0)
     model = build("mobilenet_v2", num_classes=10)
-    # BatchNorm statistics from the images exactly as the tool will feed them (resize, crop, ImageNet mean/std)
-    x = data.load(str(folder), 3, input_shape=(1, 3, 224, 224), preprocess=parse("imagenet")).x
-    recalibrate_bn(model, torch.from_numpy(np.asarray(x, dtype=np.float32)))
+    # BatchNorm statistics from the images exactly as the tool will feed them (resize, crop, ImageNet mean/std),
+    # then the classifier head trained on the frozen features: logits with real margins, as a trained net has
+    d = data.load(str(folder), 3, input_shape=(1, 3, 224, 224), preprocess=parse("imagenet"))
+    x = torch.from_numpy(np.asarray(d.x, dtype=np.float32))
+    recalibrate_bn(model, x)
+    train_head(model, x, torch.from_numpy(d.y))
     save_torchscript(model, work / "mobilenet_v2.pt", (1, 3, 224, 224))
     return [str(work / "mobilenet_v2.pt"), "--target", "all", "--data", str(folder), "--preprocess", "imagenet"]
+
+
+def train_head(model, x, y, steps: int = 300) -> None:
+    """Fit the last Linear layer (a linear probe) on the features it receives, the rest frozen."""
+    import torch
+
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    feats: list = []
+    hook = head.register_forward_hook(lambda _m, inp, _out: feats.append(inp[0].detach()))
+    with torch.no_grad():
+        for i in range(0, len(x), 32):
+            model(x[i:i + 32])
+    hook.remove()
+    f = torch.cat(feats)
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(head(f), y).backward()
+        opt.step()
+    model.eval()
 
 
 WORDS = ["the", "a", "one", "some", "every", "cat", "dog", "bird", "fish", "horse", "runs", "sleeps", "eats", "sees", "jumps", "over", "under", "near", "big", "small", "red", "green", "blue", "fast", "slow", "happy", "sad", "old", "young", "tree", "house", "river", "hill", "road"]

@@ -138,7 +138,8 @@ def _rank(t: Trial) -> tuple:
 
 def search(initial: Settings, make: Callable[[Settings], Any], evaluate: Callable[[Any], Measure],
            budget: AccuracyBudget, reference_accuracy: float | None, *, stages: Sequence[Stage] = (),
-           log: Callable[[str], None] = lambda _m: None, what: str = "int8") -> Outcome:
+           log: Callable[[str], None] = lambda _m: None, what: str = "int8",
+           skip: str = "skip --quantize") -> Outcome:
     """Try `initial`, then each stage's candidates from the best settings so far, until one fits."""
     trials: list[Trial] = []
     made: dict[int, Any] = {}
@@ -176,8 +177,17 @@ def search(initial: Settings, make: Callable[[Settings], Any], evaluate: Callabl
             if _rank(t) < _rank(best):
                 best = t
     raise BudgetError(f"{what} cannot meet the accuracy budget (drop <= {budget.max_accuracy_drop} points, "
-                        f"agreement >= {budget.min_agreement}); tried:\n{table(trials)}\n"
-                        "raise --max-accuracy-drop, give more --calib data, or skip --quantize")
+                        f"agreement >= {budget.min_agreement}); tried:\n{table(trials)}\n{advice(trials, budget, skip)}")
+
+
+def advice(trials: Sequence[Trial], budget: AccuracyBudget, skip: str) -> str:
+    """What the user can change, naming only the options that apply: without labels the accuracy is not
+    measured, and agreement with the float model is the whole budget."""
+    labelled = any(t.accuracy is not None for t in trials)
+    fixes = [f"raise --max-accuracy-drop (now {budget.max_accuracy_drop})"] if labelled else []
+    fixes += [f"lower --min-agreement (now {budget.min_agreement})", "give more --calib data", skip]
+    note = "" if labelled else "the data has no labels, so agreement with the float model is the budget: "
+    return note + ", ".join(fixes[:-1]) + ", or " + fixes[-1]
 
 
 def table(trials: Sequence[Trial]) -> str:

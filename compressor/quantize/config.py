@@ -125,12 +125,14 @@ MODES.add("qat", QAT)
 
 
 def from_name(name: str, *, calib_method: str | None = None, calib_samples: int | None = None,
-              max_accuracy_drop: float | None = 1.0) -> QuantConfig:
+              max_accuracy_drop: float | None = 1.0, min_agreement: float | None = None) -> QuantConfig:
     """The config for `--quantize NAME` and its flags (unknown names list the valid ones)."""
     cls = MODES.get(name)
     if calib_method is not None and cls is not StaticInt8:
         raise CompressError(f"--calib-method applies to --quantize int8 only (got --quantize {name})")
     kwargs: dict = {"max_accuracy_drop": max_accuracy_drop}
+    if min_agreement is not None:
+        kwargs["min_agreement"] = min_agreement
     if cls is StaticInt8:
         if calib_method is not None:
             kwargs["calib_method"] = calib_method

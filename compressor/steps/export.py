@@ -67,30 +67,9 @@ def _printed(s: State) -> Callable[[Artifact], None]:
     return show
 
 
-BROWSER = ("tfjs", "onnx-web")  # their bundles' loader feeds one input tensor and reads one output
-
-
-def targets_for(s: State) -> list[str]:
-    """--target's exporters; a model with several inputs or outputs skips the browser bundles under `all`
-    (the reason goes into the manifest) and is refused them by name."""
-    targets = exporters.expand(",".join(s.cfg.targets))
-    if not s.model.multi:
-        return targets
-    named = [t for t in BROWSER if t in s.cfg.targets]
-    why = (f"{len(s.model.inputs)} inputs and {len(s.model.outputs)} outputs: the browser bundles' loader takes "
-           "one input and one output today")
-    if named:
-        raise CompressError(f"--target {', '.join(named)}: {s.model.source} has {why}; use --target onnx,tflite")
-    skipped = [t for t in targets if t in BROWSER]
-    if skipped:
-        s.sections["skipped_targets"] = {t: why for t in skipped}
-        s.console.print(f"[yellow]note[/]: skipping {', '.join(skipped)}: the model has {why}", soft_wrap=True)
-    return [t for t in targets if t not in BROWSER]
-
-
 def export(s: State) -> None:
     job = export_job(s)
-    for target in targets_for(s):
+    for target in exporters.expand(",".join(s.cfg.targets)):
         exporter = exporters.get(target)
         with s.console.status(f"exporting {target} ..."):
             made = exporter.export(job)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from compressor.core import chromium
+from compressor.core import chromium, feeds
 from compressor.core.errors import CompressError, ConverterError
 from compressor.core.files import file_rows
 
@@ -75,8 +75,10 @@ def write(dest: Path, *, runtime: str, meta: dict[str, Any], example: np.ndarray
     for name in ("model.d.ts", "index.html", "README.md"):
         (dest / name).write_text(_fill((TEMPLATES / name).read_text(), values))
     out = np.asarray(expected, dtype=np.float64).ravel()
+    given = ({n: a.ravel().tolist() for n, a in feeds.as_dict(example).items()} if feeds.is_packed(example)
+             else np.asarray(example).ravel().tolist())  # several inputs: {name: values}, as predict() takes them
     (dest / "example.json").write_text(json.dumps({
-        "input": np.asarray(example).ravel().tolist(), "shape": meta["inputShape"], "dtype": meta["inputDtype"],
+        "input": given, "shape": meta["inputShape"], "dtype": meta["inputDtype"],
         "expected": out.tolist(), "expected_top1": int(out.argmax())}))
     # what the caller's facts do not say; write_manifest keeps it
     (dest / "manifest.json").write_text(json.dumps({"labels": meta.get("labels") or None,
@@ -143,19 +145,32 @@ def page_result(bundle: Path) -> dict[str, Any]:
 
 
 # Started, not awaited: Python polls window.__parity so that loading and running get their own limits.
-RUN_ALL = """([n, dtype]) => {
+RUN_ALL = """([n, specs]) => {
   const st = window.__parity = { stage: 'loading', done: 0 };
   (async () => {
     const t0 = performance.now();
     const m = await import('./bundle/model.js');
     st.info = await m.load();
     const buf = await (await fetch('inputs.bin')).arrayBuffer();  // over HTTP: no base64 through the driver
-    const all = dtype === 'float32' ? new Float32Array(buf) : new Int32Array(buf);
-    const size = all.length / n;
+    // each input's values for every sample, one input after the other (4 bytes a value)
+    const arrays = {};
+    let offset = 0;
+    for (const s of specs) {
+      arrays[s.name] = s.dtype === 'float32' ? new Float32Array(buf, offset, n * s.size) : new Int32Array(buf, offset, n * s.size);
+      offset += 4 * n * s.size;
+    }
+    const sample = (i) => specs.length === 1 && !specs[0].named
+      ? arrays[specs[0].name].subarray(i * specs[0].size, (i + 1) * specs[0].size)
+      : Object.fromEntries(specs.map((s) => [s.name, arrays[s.name].subarray(i * s.size, (i + 1) * s.size)]));
     const outs = [];
     for (let i = 0; i < n; i++) {
       const t1 = performance.now();
-      outs.push((await m.predict(all.subarray(i * size, (i + 1) * size))).output);
+      const r = await m.predict(sample(i));
+      if (r.outputs) {  // several outputs: every one, in the runtime's order, each sample's values together
+        st.outNames = Object.keys(r.outputs);
+        st.outSizes = st.outNames.map((k) => r.outputs[k].length);
+        for (const k of st.outNames) outs.push(r.outputs[k]);
+      } else outs.push(r.output);
       if (i === 0) Object.assign(st, { loadMs: t1 - t0, firstMs: performance.now() - t1, stage: 'running' });
       st.done = i + 1;
     }
@@ -181,32 +196,40 @@ def run_inputs(bundle: Path, inputs: np.ndarray) -> tuple[np.ndarray, dict[str, 
     limits are LOAD_MS for loading (and the first input), then RUN_MS from the first inference's time.
     info gets the runtime's facts and the timings (load_ms, first_ms, run_ms: milliseconds in the page).
     """
-    x = np.asarray(inputs)
-    x = x.astype(np.float32) if np.issubdtype(x.dtype, np.floating) else x.astype(np.int32)
-    dtype = "float32" if x.dtype == np.float32 else "int32"
+    named = feeds.is_packed(inputs)
+    arrays = {n: (a.astype(np.float32) if np.issubdtype(a.dtype, np.floating) else a.astype(np.int32))
+              for n, a in feeds.as_dict(inputs).items()}  # TF.js has no int64: token ids go as int32
+    n = len(inputs)
+    specs = [{"name": k, "dtype": "float32" if a.dtype == np.float32 else "int32", "size": int(a[0].size),
+              "named": named} for k, a in arrays.items()]
     mb = model_mb(bundle)
     # a folder of its own beside the bundle (linked, not copied): the page, the bundle and the inputs
     # share one origin, and nothing is written into the bundle
     with tempfile.TemporaryDirectory(prefix="compress-parity-") as tmp:
         site = Path(tmp)
         (site / "bundle").symlink_to(Path(bundle).resolve(), target_is_directory=True)
-        np.ascontiguousarray(x).tofile(site / "inputs.bin")
+        with open(site / "inputs.bin", "wb") as f:
+            for a in arrays.values():
+                np.ascontiguousarray(a).tofile(f)
         (site / "parity.html").write_text("<!doctype html><meta charset='utf-8'><link rel='icon' href='data:,'><title>parity</title>\n")
         with chromium.serve(site) as url, chromium.chromium() as b:
             page = b.new_page()
             errors = chromium.page_errors(page)
             page.goto(url + "parity.html")
-            page.evaluate(RUN_ALL, [len(x), dtype])
+            page.evaluate(RUN_ALL, [n, specs])
             load_limit = int(LOAD_MS[0] + LOAD_MS[1] * mb)
             st = _wait(page, "running", load_limit, errors,
                        f"loading the {mb:.1f} MB model and its first input did not finish in {load_limit // 1000} s "
                        f"in Chromium ({LOAD_MS[0] // 1000} s + {LOAD_MS[1] / 1000:g} s per MB)")
-            run_limit = int(RUN_MS[0] + RUN_MS[1] * st.get("firstMs", 0) * len(x))
+            run_limit = int(RUN_MS[0] + RUN_MS[1] * st.get("firstMs", 0) * n)
             _wait(page, "done", run_limit, errors,
-                  f"{len(x)} parity inputs did not finish in {run_limit // 1000} s in Chromium (the first took "
+                  f"{n} parity inputs did not finish in {run_limit // 1000} s in Chromium (the first took "
                   f"{st.get('firstMs', 0):.0f} ms; the limit is {RUN_MS[0] // 1000} s + {RUN_MS[1]}x that per input)")
             st = page.evaluate("window.__parity")
-    out = np.frombuffer(base64.b64decode(st["out"]), dtype=np.float32).reshape(len(x), -1)
+    out = np.frombuffer(base64.b64decode(st["out"]), dtype=np.float32).reshape(n, -1)
+    if st.get("outNames"):  # several outputs: a field each, named by the runtime, flat per sample
+        bounds = np.cumsum([0, *st["outSizes"]])
+        out = feeds.pack({k: out[:, bounds[j]:bounds[j + 1]] for j, k in enumerate(st["outNames"])})
     info = {**st["info"], "load_ms": round(st["loadMs"], 1), "first_ms": round(st["firstMs"], 1),
             "run_ms": round(st["runMs"], 1)}
     return out, info

@@ -90,7 +90,7 @@ def int8_within_budget(job: ExportJob, saved_model: Path, calib_pool: np.ndarray
     out = None
     try:
         out = search(Settings(first, "minmax", True, "s8s8"), make, evaluate, budget, ref_acc, stages=stages,
-                     log=log, what="tflite int8")
+                     log=log, what="tflite int8", skip="leave int8 out of --variants")
     finally:  # only the chosen file stays
         for f in workdir.glob("int8_try*.tflite"):
             if out is None or f != out.artifact:

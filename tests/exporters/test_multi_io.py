@@ -178,18 +178,30 @@ def test_several_inputs_need_names_and_refuse_distillation(tmp_path, encoder):
     assert r.returncode == 2 and "several --input need a distinct name each" in r.stderr
     r = run_cli(encoder, "--data", "random", "--quantize", "int8", "--out", tmp_path / "o")
     assert r.returncode == 2 and "--quantize takes models with one input and one output" in r.stderr
-    r = run_cli(encoder, "--data", "random", "--target", "onnx,tfjs", "--out", tmp_path / "o")
-    assert r.returncode == 2 and "--target tfjs: " in r.stderr and "use --target onnx,tflite" in r.stderr
     assert not (tmp_path / "o").exists()
 
 
-def test_all_skips_the_browser_bundles_of_a_multi_output_model_with_the_reason():
-    from types import SimpleNamespace
+@pytest.mark.browser
+def test_browser_bundles_take_named_inputs_and_give_named_outputs(tmp_path, encoder):
+    from exporters import onnx_web, tfjs
 
-    from compressor.steps.export import targets_for
+    lm = load_model(encoder)
+    x = data_inputs.load("random", lm.inputs).x[:6]
+    job = job_for(lm, x, tmp_path)
+    for exporter in (onnx_web, tfjs):
+        for a in exporter.export(job):  # the model through model.js on every input, then index.html's example
+            p = exporter.validate(a, job)
+            assert p.passed, (a.name, p.failure())
+            if a.format != "web-bundle":
+                assert set(p.outputs) == {"last_hidden_state", "pooler_output"}, a.name
+    example = json.loads((tmp_path / "web" / "example.json").read_text())
+    assert set(example["input"]) == {"input_ids", "attention_mask"}  # predict({input_ids, attention_mask})
 
-    console = SimpleNamespace(print=lambda *a, **k: None)
-    model = SimpleNamespace(multi=True, inputs=(1, 2), outputs=(1,), source="m.pt2")
-    s = SimpleNamespace(cfg=SimpleNamespace(targets=("all",)), model=model, sections={}, console=console)
-    assert targets_for(s) == ["onnx", "tflite"]
-    assert set(s.sections["skipped_targets"]) == {"tfjs"}  # all = onnx, tflite, tfjs
+
+def test_the_benchmark_refuses_several_inputs_in_one_line(tmp_path):
+    from benchmarks.discover import item
+
+    inputs = [{"name": "input_ids", "shape": [1, 12], "dtype": "int64"},
+              {"name": "attention_mask", "shape": [1, 12], "dtype": "int64"}]
+    with pytest.raises(CompressError, match="onnx:float32 takes 2 inputs; the benchmark feeds models with one"):
+        item("onnx:float32", tmp_path / "model.onnx", "onnx", "float32", inputs, None)

@@ -74,3 +74,32 @@ def test_a_failing_build_is_a_row_not_a_crash():
     out = run(score)
     assert any(t.error == "boom" for t in out.trials)
     assert out.artifact.calib_method == "percentile"
+
+
+def test_the_advice_names_only_the_options_that_apply():
+    from compressor.core.budget import BudgetError
+
+    budget = AccuracyBudget(max_accuracy_drop=1.0, min_agreement=0.995)
+    unlabelled = lambda _art: Measure(None, 0.9)  # noqa: E731
+    with pytest.raises(BudgetError) as e:
+        search(Settings(10, "minmax", True, "s8s8"), lambda s: s, unlabelled, budget, None,
+               skip="leave int8 out of --variants")
+    last = str(e.value).splitlines()[-1]
+    assert "no labels" in last and "--max-accuracy-drop" not in last
+    assert "lower --min-agreement (now 0.995)" in last and last.endswith("or leave int8 out of --variants")
+    with pytest.raises(BudgetError) as e:
+        search(Settings(10, "minmax", True, "s8s8"), lambda s: s, lambda _a: Measure(0.5, 0.9), budget, 0.9)
+    assert "raise --max-accuracy-drop (now 1.0)" in str(e.value).splitlines()[-1]
+
+
+def test_min_agreement_flag_reaches_int8_budgets():
+    from compressor.cli import build_parser
+    from compressor.cli_options import config_from_args
+
+    def cfg(*flags: str):
+        a = build_parser("export", False).parse_args(["export", "m.pt", *flags])
+        return config_from_args(a, "m.pt")
+
+    c = cfg("--quantize", "int8", "--min-agreement", "0.9")
+    assert c.export.min_agreement == 0.9 and c.quantize.min_agreement == 0.9
+    assert cfg("--quantize", "qat").quantize.min_agreement == 0.0  # QAT's own default stays

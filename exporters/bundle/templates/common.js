@@ -35,3 +35,24 @@ function answer(output, ms, options) {
     .sort((a, b) => b.score - a.score || a.index - b.index).slice(0, k);
   return r;
 }
+
+// A model with several inputs or outputs (META.inputs/outputs): predict({input_ids: [...], attention_mask: [...]})
+// takes one array per input by the model's names; the answer holds `outputs` by name (`output` is the first).
+function namedValues(input) {
+  const flat = Array.isArray(input) || ArrayBuffer.isView(input);
+  const given = flat && meta.inputs.length === 1 ? { [meta.inputs[0].data]: input }  // one input, several outputs
+    : input && typeof input === 'object' && !flat ? input : null;
+  if (!given) throw new Error(`this model takes ${meta.inputs.map((s) => s.data).join(', ')}: pass an object with one array each`);
+  return meta.inputs.map((s) => {
+    const values = given[s.data] ?? given[s.name];
+    if (!values) throw new Error(`input ${s.data} is missing; pass ${meta.inputs.map((i) => i.data).join(', ')}`);
+    const n = s.shape.reduce((a, b) => a * b, 1);
+    if (values.length !== n) throw new Error(`${s.data} has ${values.length} values; the model takes ${n} (${s.shape})`);
+    return { spec: s, values };
+  });
+}
+
+function several(outputs, ms, options) {
+  const first = outputs[Object.keys(outputs)[0]];
+  return { ...answer(first, ms, options), outputs };
+}

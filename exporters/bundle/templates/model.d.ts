@@ -16,6 +16,9 @@ export interface ModelMeta {
   labels: string[];
   /** how images become inputs (the run's data preprocessing); null: predict() takes flat arrays only */
   preprocess: ImagePreprocess | null;
+  /** a model with several inputs or outputs: each input (`data`: the name predict() takes it by) */
+  inputs?: { name: string; data: string; shape: number[]; dtype: string }[];
+  outputs?: string[];
 }
 
 export interface ImagePreprocess {
@@ -71,14 +74,18 @@ export interface Prediction {
   ms: number;
   /** a classifier with labels: the top `topk` classes, best first */
   top?: Scored[];
+  /** a model with several outputs: each by name (`output` is the first) */
+  outputs?: Record<string, Float32Array>;
 }
 
 export declare const meta: ModelMeta;
 /** Load the runtime and the model from this folder; call once before predict(). */
 export declare function load(options?: LoadOptions): Promise<LoadInfo>;
 /** Run one sample: a flat array of meta.inputShape's size (integers for token inputs), or an image, which is
- * preprocessed as the run's data were (see preprocess()). */
-export declare function predict(input: ArrayLike<number> | ImageInput, options?: PredictOptions): Promise<Prediction>;
+ * preprocessed as the run's data were (see preprocess()); a model with several inputs takes an object with one
+ * flat array per input name, e.g. {input_ids, attention_mask}. */
+export declare function predict(input: ArrayLike<number> | ImageInput | Record<string, ArrayLike<number>>,
+                                 options?: PredictOptions): Promise<Prediction>;
 /** The model's input for an image: resized (shorter side), centre-cropped, scaled and normalised as
  * meta.preprocess says, in meta.layout; throws when meta.preprocess is null. */
 export declare function preprocess(image: ImageInput): Promise<Float32Array>;

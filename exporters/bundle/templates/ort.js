@@ -28,10 +28,28 @@ function toTensor(ort, input) {
   return new ort.Tensor('float32', Float32Array.from(input), meta.inputShape);
 }
 
+function tensorOf(ort, values, spec) {
+  if (spec.dtype === 'int64') return new ort.Tensor('int64', BigInt64Array.from(values, (v) => BigInt(v)), spec.shape);
+  if (spec.dtype === 'int32') return new ort.Tensor('int32', Int32Array.from(values), spec.shape);
+  if (spec.dtype === 'bool') return new ort.Tensor('bool', Uint8Array.from(values), spec.shape);
+  return new ort.Tensor('float32', Float32Array.from(values), spec.shape);
+}
+
+async function predictNamed(input, options, t0) {
+  const ort = globalThis.ort;
+  const feeds = {};
+  for (const { spec, values } of namedValues(input)) feeds[spec.name] = tensorOf(ort, values, spec);
+  const result = await session.run(feeds);
+  const outputs = {};
+  for (const name of session.outputNames) outputs[name] = Float32Array.from(result[name].data, Number);
+  return several(outputs, performance.now() - t0, options);
+}
+
 export async function predict(input, options = {}) {
   if (!session) throw new Error('call load() first');
   const ort = globalThis.ort;
   const t0 = performance.now();
+  if (meta.inputs) return predictNamed(input, options, t0);
   const values = isImage(input) ? await preprocess(input) : input;
   const result = await session.run({ [meta.inputName]: toTensor(ort, values) });
   const output = Float32Array.from(result[meta.outputName].data);

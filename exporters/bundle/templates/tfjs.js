@@ -39,10 +39,37 @@ function toTensor(tf, input) {
     : tf.tensor(Int32Array.from(input, Number), meta.inputShape, 'int32');
 }
 
+function tensorOf(tf, values, spec) {
+  return spec.dtype.startsWith('float')
+    ? tf.tensor(Float32Array.from(values), spec.shape, 'float32')
+    : tf.tensor(Int32Array.from(values, Number), spec.shape, 'int32');
+}
+
+// The graph's node for a signature name ("input_ids" -> its placeholder), and a signature name for a node.
+function nodeOf(key, side) {
+  const info = (model.modelSignature?.[side] || {})[key];
+  return (info?.name || key).replace(/:0$/, '');
+}
+
+async function predictNamed(input, options, t0) {
+  const tf = globalThis.tf;
+  const feeds = {};
+  for (const { spec, values } of namedValues(input)) feeds[nodeOf(spec.name, 'inputs')] = tensorOf(tf, values, spec);
+  // onnx2tf names the outputs output_0, output_1, ... in the model's order; model.json may list them in any
+  const keys = Object.keys(model.modelSignature?.outputs || {}).sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+  const nodes = keys.length ? keys.map((k) => nodeOf(k, 'outputs')) : model.outputs.map((o) => o.name);
+  const ys = [].concat(model.execute(feeds, nodes));
+  const outputs = {};
+  for (let i = 0; i < ys.length; i++) outputs[keys[i] || nodes[i]] = Float32Array.from(await ys[i].data());
+  tf.dispose([...Object.values(feeds), ...ys]);
+  return several(outputs, performance.now() - t0, options);
+}
+
 export async function predict(input, options = {}) {
   if (!model) throw new Error('call load() first');
   const tf = globalThis.tf;
   const t0 = performance.now();
+  if (meta.inputs) return predictNamed(input, options, t0);
   const values = isImage(input) ? await preprocess(input) : input;
   const x = toTensor(tf, values);
   const y = model.execute(x);
