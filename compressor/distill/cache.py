@@ -31,7 +31,7 @@ def default_dir() -> Path:
 
 def data_hash(x: np.ndarray) -> str:
     h = hashlib.sha256(f"{x.dtype}{x.shape}".encode())
-    h.update(np.ascontiguousarray(x).tobytes())
+    h.update(np.ascontiguousarray(x))  # the buffer itself: tobytes() would copy a disk-backed set to memory
     return h.hexdigest()
 
 

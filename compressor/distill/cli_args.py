@@ -17,7 +17,7 @@ _DIRECT = {"student": "student", "ratio": "ratio", "ratio_of": "ratio_of", "stud
            "temperature": "temperature", "alpha": "alpha", "epochs": "epochs", "assistants": "assistants",
            "ensemble_mean": "ensemble_mean", "checkpoint_dir": "checkpoint_dir", "patience": "patience",
            "augment": "augment", "unlabeled": "unlabeled", "lr": "lr", "batch_size": "batch_size",
-           "teacher_cache_dir": "cache_dir"}
+           "teacher_cache_dir": "cache_dir", "device": "device"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,14 +26,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", help="YAML file of any option (the distillation keys below included; "
                                     "docs/api.md#recipes); flags typed here override it")
     g = p.add_argument_group("distillation (on when --student is given, or the --recipe has distillation keys)")
-    g.add_argument("--student", help="'auto' (prune the teacher to --ratio, then distil) or a student model file")
+    g.add_argument("--student", help="'auto' (prune the teacher to --ratio, then distil), 'layers:K' (K of a "
+                                     "transformer teacher's encoder layers, evenly spaced) or a student model file")
     g.add_argument("--ratio", type=float, help="--student auto: fraction of the teacher's parameters kept (0.25)")
     g.add_argument("--ratio-of", help="what --ratio counts: params (default) or macs")
     g.add_argument("--student-init", help="--student auto: start from the teacher's weights (teacher, default) "
                                           "or from random weights (random)")
     g.add_argument("--student-arch", help="package.module:Class when the student file is a state_dict")
     g.add_argument("--method", help="losses with optional weights, e.g. kd or kd:1,dkd:0.5; "
-                                    "choose from labels, kd, dkd, hint, crd (default kd)")
+                                    "choose from labels, kd, dkd, hint, crd, cosine, mse, smooth_l1 "
+                                    "(default kd: the output kind's loss)")
     g.add_argument("--temperature", type=float, help="softmax temperature of the soft targets (default 4)")
     g.add_argument("--alpha", type=float, help="weight of the hard-label loss, 0..1 (default 0.5)")
     g.add_argument("--epochs", type=int, help="training epochs per stage (default 30)")
@@ -49,6 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-teacher-cache", action="store_true", help="run the teacher online instead of caching")
     g.add_argument("--teacher-cache-dir", help="where teacher outputs are cached (default ~/.cache/edge-compress)")
     g.add_argument("--checkpoint-dir", help="where epoch checkpoints go (default .compress-runs/<run hash>)")
+    g.add_argument("--device", help="where training runs: cpu (default), cuda, or auto (cuda when present); "
+                                    "the teacher runs there too")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
 
 

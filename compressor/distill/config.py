@@ -18,6 +18,9 @@ METHODS.add("kd", "compressor.distill.methods:KD")  # Hinton et al. 2015
 METHODS.add("dkd", "compressor.distill.methods:DKD")  # Zhao et al. 2022
 METHODS.add("hint", "compressor.distill.methods:Hint")  # FitNets, Romero et al. 2015
 METHODS.add("crd", "compressor.distill.methods:CRD")  # Tian et al. 2019
+METHODS.add("cosine", "compressor.distill.methods:Cosine")  # embeddings: 1 - cos to the teacher's
+METHODS.add("mse", "compressor.distill.methods:MSE")  # regressions (and an embedding's magnitude)
+METHODS.add("smooth_l1", "compressor.distill.methods:SmoothL1")  # regressions, robust to outlying values
 
 # weights used when none are given: CRD's loss (InfoNCE both ways, ~2 log K at the start) would
 # otherwise swamp the others; 0.2 keeps it the junior term, as its paper's beta = 0.8 does beside CE
@@ -27,6 +30,8 @@ ENSEMBLE_MEANS = ("arithmetic", "geometric")
 RATIO_OF = ("params", "macs")
 AUGMENTS = ("none", "shift")
 STUDENT_INITS = ("teacher", "random")
+DEVICES = ("cpu", "cuda", "auto")  # auto: cuda when present (compressor.distill.distributed.choose_device)
+LAYERS_PREFIX = "layers:"  # --student layers:K
 # an upper bound that catches typos (a missing "e-"): AdamW moves every weight by about lr per step,
 # so lr > 1 diverges
 MAX_LR = 1.0
@@ -34,7 +39,7 @@ MAX_LR = 1.0
 
 @dataclass(frozen=True)
 class DistillConfig:
-    student: str = "auto"  # "auto" (pruned from the teacher) or a model file
+    student: str = "auto"  # "auto" (pruned from the teacher), "layers:K" (K of its encoder layers) or a model file
     ratio: float = 0.25  # --student auto: fraction of the teacher's parameters (or MACs) kept
     ratio_of: str = "params"
     student_init: str = "teacher"  # --student auto: start from the teacher's surviving weights, or "random"
@@ -65,6 +70,7 @@ class DistillConfig:
     checkpoint_dir: str | None = None  # default: .compress-runs/<run hash>
     resume: bool = False
     seed: int = 0
+    device: str = "cpu"  # where training runs: cpu, cuda, or auto
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -82,8 +88,12 @@ class DistillConfig:
         check_choice("ratio basis", self.ratio_of, RATIO_OF)
         check_choice("augmentation", self.augment, AUGMENTS)
         check_choice("student initialisation", self.student_init, STUDENT_INITS)
+        check_choice("device", self.device, DEVICES)
         if not self.student:
-            raise CompressError("--student must be 'auto' or a model file")
+            raise CompressError("--student must be 'auto', 'layers:K' or a model file")
+        if layer_count(self.student) is not None and self.assistants:
+            raise CompressError("--assistants steps down by channel pruning; use it with --student auto, not "
+                                f"--student {self.student}")
         self._check_floats()
         for h in self.hints:
             t, sep, s = h.partition(":")
@@ -117,6 +127,17 @@ class DistillConfig:
 
     def replace(self, **changes) -> DistillConfig:
         return dataclasses.replace(self, **changes)
+
+
+def layer_count(student: str) -> int | None:
+    """'layers:3' -> 3 (keep 3 of the teacher's encoder layers); 'auto' or a file -> None."""
+    if not student.startswith(LAYERS_PREFIX):
+        return None
+    text = student[len(LAYERS_PREFIX):]
+    if not text.isdigit() or int(text) < 1:
+        raise CompressError(f"--student {student!r}: write layers:K with K a positive whole number of encoder "
+                            "layers to keep, e.g. layers:3")
+    return int(text)
 
 
 def parse_methods(text: str) -> tuple[tuple[str, ...], tuple[float, ...]]:

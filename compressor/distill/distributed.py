@@ -31,11 +31,49 @@ def active() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def setup() -> None:
-    """Join the process group once (gloo on CPU, nccl where CUDA exists); no-op for a single process."""
+_device = torch.device("cpu")  # where this process trains (setup); collectives put their tensors there
+
+
+def choose_device(requested: str, cuda_available: bool | None = None) -> str:
+    """--device: "auto" is cuda when CUDA is present, else cpu; "cuda" without CUDA is a one-line error."""
+    from ..core.errors import CompressError
+
+    has_cuda = torch.cuda.is_available() if cuda_available is None else cuda_available
+    if requested == "auto":
+        return "cuda" if has_cuda else "cpu"
+    if requested == "cuda" and not has_cuda:
+        raise CompressError("--device cuda: this machine has no CUDA device visible to torch; use --device cpu "
+                            "(or auto)")
+    return requested
+
+
+def backend(device: str) -> str:
+    """The process-group backend for where the tensors are: NCCL only moves CUDA tensors, gloo CPU ones (a
+    machine with CUDA that trains on the CPU must still use gloo)."""
+    return "nccl" if device.startswith("cuda") else "gloo"
+
+
+def local_device(device: str) -> torch.device:
+    """This rank's device: under torchrun each rank takes the GPU of its LOCAL_RANK."""
+    if device == "cuda":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device(device)
+
+
+def device() -> torch.device:
+    return _device
+
+
+def setup(requested: str = "cpu") -> torch.device:
+    """Choose this process's device and join the process group once, with the backend matching that device;
+    no group for a single process."""
+    global _device
+    _device = local_device(choose_device(requested))
+    if _device.type == "cuda":
+        torch.cuda.set_device(_device)
     if world() > 1 and not active():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+        dist.init_process_group(backend=backend(_device.type))
+    return _device
 
 
 def teardown() -> None:
@@ -59,7 +97,7 @@ def sync_buffers(module: torch.nn.Module) -> None:
 def sum_over_ranks(*values: float) -> tuple[float, ...]:
     if not active():
         return values
-    t = torch.tensor(values, dtype=torch.float64)
+    t = torch.tensor(values, dtype=torch.float64, device=_device)
     dist.all_reduce(t)
     return tuple(t.tolist())
 
@@ -68,12 +106,12 @@ def gather_rows(t: torch.Tensor) -> torch.Tensor:
     """Concatenate a tensor's rows from every rank (shards may differ by one row)."""
     if not active():
         return t
-    n = torch.tensor([len(t)])
+    n = torch.tensor([len(t)], device=t.device)
     sizes = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
     dist.all_gather(sizes, n)
     top = int(max(s.item() for s in sizes))
-    pad = torch.zeros((top - len(t), *t.shape[1:]), dtype=t.dtype)
-    parts = [torch.zeros((top, *t.shape[1:]), dtype=t.dtype) for _ in sizes]
+    pad = torch.zeros((top - len(t), *t.shape[1:]), dtype=t.dtype, device=t.device)
+    parts = [torch.zeros((top, *t.shape[1:]), dtype=t.dtype, device=t.device) for _ in sizes]
     dist.all_gather(parts, torch.cat([t, pad]))
     return torch.cat([p[:int(s.item())] for p, s in zip(parts, sizes)])
 
@@ -94,7 +132,7 @@ def wrap(module: torch.nn.Module) -> torch.nn.Module:
         return module
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    return DDP(module)
+    return DDP(module, device_ids=[_device.index] if _device.type == "cuda" else None)
 
 
 def run_worker(s: Any, steps: list[tuple[str, Callable]]) -> dict[str, Any]:

@@ -22,11 +22,12 @@ from torch import nn
 
 from .. import data as datasets
 from ..core.errors import CompressError
+from ..evaluate import predict
 from ..loading import LoadedModel, load_model, module_hash
 from . import distributed as dd
-from . import students, targets
-from .config import DistillConfig
-from .methods import DistillModule, Setup, build
+from . import layers, quality, students, targets
+from .config import DistillConfig, layer_count
+from .methods import DistillModule, Setup, build, check_kind
 from .trainer import Checkpoints, Result, TrainData, train
 from .ui import Bar
 
@@ -42,6 +43,10 @@ class Outcome:
     run_dir: str = ""
     cache_keys: list[str] = field(default_factory=list)
     created_dirs: list[Path] = field(default_factory=list)  # what discard() removes: made by this run, not asked for
+    student_info: dict[str, Any] = field(default_factory=dict)  # how the student was made (layers:K: kept layers)
+    check: dict[str, Any] = field(default_factory=dict)  # the student against the teacher on validation (quality)
+    kind: str = "logits"
+    device: str = "cpu"  # where it trained (the student comes back on the CPU)
 
 
 def load_teachers(main: LoadedModel, cfg: DistillConfig, arch: str | None, trust: bool) -> list[LoadedModel]:
@@ -55,10 +60,22 @@ def load_teachers(main: LoadedModel, cfg: DistillConfig, arch: str | None, trust
     return out
 
 
+def output_kind(teacher: LoadedModel) -> str:
+    """The teacher's output kind, which the losses and validation follow; several outputs are refused."""
+    if teacher.task not in quality.METRIC:
+        raise CompressError(f"--student distils a model with one output; {teacher.source} has outputs of kinds "
+                            f"{', '.join(teacher.kinds) or teacher.task}: export it without --student")
+    return teacher.task
+
+
 def training_data(splits: datasets.Splits, cfg: DistillConfig, teacher: LoadedModel,
                   ensemble: list[nn.Module]) -> TrainData:
+    kind = output_kind(teacher)
+    check_kind(cfg.methods, kind)  # before any work: a method that cannot distil this kind of output
     tr = splits.train
-    x, y = tr.x, tr.y if tr.y is not None else np.full(len(tr), -1, np.int64)
+    # labels are class indices: they mean something to a classifier only (a digit label is no embedding)
+    has_y = tr.y is not None and kind == "logits"
+    x, y = tr.x, tr.y if has_y else np.full(len(tr), -1, np.int64)
     if cfg.unlabeled:
         extra = datasets.load(cfg.unlabeled, channels=teacher.input_shape[1] if len(teacher.input_shape) == 4
                               else None, input_dtype=str(teacher.input_dtype).removeprefix("torch."))
@@ -69,12 +86,16 @@ def training_data(splits: datasets.Splits, cfg: DistillConfig, teacher: LoadedMo
         raise CompressError("method 'labels' needs labelled data, but the training data has no labels; "
                             "use kd (the teacher's predictions are then the only targets)")
     val = splits.val
-    if val.y is not None:
+    ref = quality.reference([predict(t, val.x) for t in ensemble], kind) if len(val) else None
+    if kind != "logits":  # validated against the teacher's outputs (quality.score)
+        val_y = np.full(len(val), -1, np.int64)
+    elif val.y is not None:
         val_y = val.y
-    else:  # no labels anywhere: validate on agreement with the (ensemble) teacher
-        val_y = sum(torch.softmax(torch.from_numpy(targets.outputs(t, val.x, [])["logits"]), 1)
-                    for t in ensemble).argmax(1).numpy()
-    return TrainData(x, y, val.x, val_y)
+    elif ref is not None:  # no labels anywhere: validate on agreement with the (ensemble) teacher
+        val_y = ref.argmax(1)
+    else:
+        val_y = np.zeros(0, np.int64)
+    return TrainData(x, y, val.x, val_y, kind, ref)
 
 
 def _fingerprint(cfg: DistillConfig, data: TrainData, teacher_shas: list[str], stage: int,
@@ -142,12 +163,11 @@ def distill(teacher: LoadedModel, splits: datasets.Splits, cfg: DistillConfig, *
     console = console or Console(stderr=True)
     if dd.is_worker():
         console = Console(stderr=True, quiet=True)
-    dd.setup()
+    device = dd.setup(cfg.device)
     teachers = load_teachers(teacher, cfg, arch, trust_model)
     example = teacher.example(1)
-    given = None if cfg.student == "auto" else students.load_student(cfg.student, teacher, cfg.student_arch,
-                                                                      trust_model)
     data = training_data(splits, cfg, teacher, [t.module for t in teachers])
+    given, info = _given_student(cfg, teacher, trust_model)
     labelled = bool((data.y >= 0).any())
     shas = [t.sha256 for t in teachers]
     root = run_dir(cfg, shas, data)
@@ -155,14 +175,39 @@ def distill(teacher: LoadedModel, splits: datasets.Splits, cfg: DistillConfig, *
     full = float(measure(teachers[0].module))
     stage_teachers: list[tuple[nn.Module, str]] = [(t.module, t.sha256) for t in teachers]
     out = Outcome(student=teachers[0].module, teachers=teachers, run_dir=str(root),
-                  created_dirs=_created(cfg, root))
+                  created_dirs=_created(cfg, root), student_info=info, kind=data.kind, device=str(device))
     try:
         _stages(out, cfg, data, labelled, example, given, full, stage_teachers, root, console)
     except Exception:
         discard(out)
         raise
+    if data.val_ref is not None:
+        out.check = _check(out, data, console)
     dd.teardown()
     return out
+
+
+def _given_student(cfg: DistillConfig, teacher: LoadedModel, trust_model: bool
+                   ) -> tuple[nn.Module | None, dict[str, Any]]:
+    """The student when it is not pruned stage by stage: layer-dropped from the teacher, or a file."""
+    if cfg.student == "auto":
+        return None, {"kind": "pruned", "ratio": cfg.ratio, "ratio_of": cfg.ratio_of}
+    k = layer_count(cfg.student)
+    if k is None:
+        return students.load_student(cfg.student, teacher, cfg.student_arch, trust_model), {"kind": "file"}
+    student, info = layers.drop_layers(teacher.module, k)
+    if cfg.student_init == "random":
+        students.reinitialise(student)
+    return student, {**info, "init": cfg.student_init}
+
+
+def _check(out: Outcome, data: TrainData, console: Console) -> dict[str, Any]:
+    """The student against the (ensemble) teacher on the validation split; a warning line at chance level."""
+    c = quality.check(data.kind, predict(out.student, data.val_x), data.val_ref,
+                      predict(out.teachers[0].module, data.val_x))
+    if c["collapsed"]:
+        console.print(quality.warning(c), markup=False, highlight=False)
+    return c
 
 
 def _stages(out: Outcome, cfg: DistillConfig, data: TrainData, labelled: bool, example: torch.Tensor,
@@ -179,14 +224,15 @@ def _stages(out: Outcome, cfg: DistillConfig, data: TrainData, labelled: bool, e
         res = _run_stage(student, stage_teachers, data, cfg, labelled, example, folder, fp, name, console, out)
         out.stages.append({"stage": k, "name": name, "teachers": len(stage_teachers),
                            **students.describe(student, example), "best_epoch": res.best_epoch,
-                           "val_score": res.best_score, "epochs_run": len(res.history),
+                           "val_score": res.best_score if np.isfinite(res.best_score) else None,
+                           "epochs_run": len(res.history),
                            "seconds_per_epoch": round(res.seconds_per_epoch, 4), "resumed_from": res.resumed_from,
-                           "checkpoints": str(folder),
+                           "checkpoints": str(folder), "device": out.device,
                            "history": [{"epoch": h["epoch"], "loss": round(h["loss"], 6), "val": round(h["val"], 6)}
                                        for h in res.history]})
         prev = student
         stage_teachers = [(student, module_hash(student))]
-    out.student = prev.eval()
+    out.student = prev.cpu().eval()  # export, parity and the manifest's figures run on the CPU
 
 
 def _run_stage(student: nn.Module, stage_teachers: list[tuple[nn.Module, str]], data: TrainData,
@@ -204,20 +250,26 @@ def _run_stage(student: nn.Module, stage_teachers: list[tuple[nn.Module, str]], 
     if cfg.resume and not (folder / "last.pt").exists():
         # without this a mistyped --checkpoint-dir would silently retrain from epoch 0
         console.print(f"note: --resume: no checkpoint in {folder}; starting {name} from scratch")
-    setup = Setup(cfg, stage_teachers[0][0], student, example, len(data.x))
+    setup = Setup(cfg, stage_teachers[0][0], student, example, len(data.x), data.kind)
     dm = DistillModule(student, build(setup), cfg, labelled)
     tfn = None
     if dm.needs_teacher:
         feats = dm.teacher_features
         if cfg.cache and cfg.augment == "none":
             root = Path(cfg.cache_dir) if cfg.cache_dir else targets.cache.default_dir()
-            tfn, keys = targets.cached(stage_teachers, data.x, feats, root, cfg.temperature, cfg.ensemble_mean)
+            tfn, keys = targets.cached(stage_teachers, data.x, feats, root, cfg.temperature, cfg.ensemble_mean,
+                                       data.kind)
             out.cache_keys.extend(keys)
-        else:
-            tfn = targets.online([m for m, _ in stage_teachers], feats, cfg.temperature, cfg.ensemble_mean)
+        else:  # the teachers run beside the student, on its device (moved back below)
+            online = [m.to(dd.device()) for m, _ in stage_teachers]
+            tfn = targets.online(online, feats, cfg.temperature, cfg.ensemble_mean, data.kind)
     ckpt = Checkpoints(folder, fp)
     with Bar(console, f"{name}", cfg.epochs) as bar:
-        res = train(dm, data, cfg, tfn, checkpoints=ckpt, resume=cfg.resume, progress=bar)
+        try:
+            res = train(dm, data, cfg, tfn, checkpoints=ckpt, resume=cfg.resume, progress=bar)
+        finally:
+            for m in (student, *(m for m, _ in stage_teachers)):
+                m.cpu()
     if dd.rank() == 0:
         tmp = folder / f".done.tmp-{os.getpid()}"
         torch.save({"student": student.state_dict(), "fingerprint": fp, "history": res.history,

@@ -2,6 +2,8 @@
 
 Soft targets are passed as teacher log-probabilities at temperature T, so that one teacher
 and an ensemble (whose mean is not a softmax of any logits) go through the same losses.
+Which target a loss gets follows the output kind (`teacher_targets`): class scores (logits, and
+dense per-pixel maps) become log-probabilities; embeddings and regressed values stay values.
 """
 from __future__ import annotations
 
@@ -25,6 +27,15 @@ def soft_targets(teacher_logits: list[torch.Tensor], temperature: float, mean: s
     raise ValueError(f"unknown ensemble mean {mean!r}")
 
 
+def teacher_targets(outputs: list[torch.Tensor], kind: str, temperature: float,
+                    mean: str = "arithmetic") -> torch.Tensor:
+    """What the student learns from, per output kind: log-probabilities at T over the class axis (dim 1) for
+    logits and dense maps; the members' mean output for embeddings and regressions."""
+    if kind in ("logits", "dense"):
+        return soft_targets(outputs, temperature, mean)
+    return torch.stack([t.float() for t in outputs]).mean(0)
+
+
 def hard_loss(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy over labelled samples only (label -1 marks an unlabelled sample); 0 if none."""
     mask = labels >= 0
@@ -37,6 +48,30 @@ def kd_loss(student_logits: torch.Tensor, target_logp: torch.Tensor, temperature
     """Hinton et al. 2015: KL(teacher_T || student_T) * T^2, so gradients keep their scale as T changes."""
     s = F.log_softmax(student_logits / temperature, dim=1)
     return F.kl_div(s, target_logp, log_target=True, reduction="batchmean") * temperature ** 2
+
+
+def dense_kd_loss(student_maps: torch.Tensor, target_logp: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Per-pixel KD on (N, C, H, W) maps: KL(teacher_T || student_T) over the channel axis at every pixel,
+    averaged over pixels, * T^2 (as kd_loss is for one prediction per sample)."""
+    s = F.log_softmax(student_maps.float() / temperature, dim=1)
+    kl = (target_logp.exp() * (target_logp - s)).sum(1)
+    return kl.mean() * temperature ** 2
+
+
+def cosine_loss(student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> torch.Tensor:
+    """Embeddings compared by direction: mean of 1 - cos(student, teacher), each sample flattened."""
+    cos = F.cosine_similarity(student_emb.flatten(1).float(), teacher_emb.flatten(1).float(), dim=1, eps=1e-8)
+    return (1.0 - cos).mean()
+
+
+def mse_loss(student_out: torch.Tensor, teacher_out: torch.Tensor) -> torch.Tensor:
+    """Values matched as they are (regressions; an embedding's magnitude too)."""
+    return F.mse_loss(student_out.float(), teacher_out.float())
+
+
+def smooth_l1_loss(student_out: torch.Tensor, teacher_out: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    """Huber-like: quadratic within beta of the teacher, linear beyond (outliers in the teacher's values pull less)."""
+    return F.smooth_l1_loss(student_out.float(), teacher_out.float(), beta=beta)
 
 
 def dkd_loss(student_logits: torch.Tensor, target_logp: torch.Tensor, target: torch.Tensor, temperature: float,

@@ -23,7 +23,9 @@ class Batch:
     x: torch.Tensor
     y: torch.Tensor  # int64, -1 for an unlabelled sample
     idx: torch.Tensor  # row of each sample in the training set (memory banks)
-    target_logp: torch.Tensor | None = None  # (ensemble) teacher log-probabilities at temperature T
+    # the teacher's target (losses.teacher_targets): log-probabilities at T over dim 1 for logits and dense
+    # maps, the (ensemble mean) output for embeddings and regressions
+    target: torch.Tensor | None = None
     t_feats: dict[str, torch.Tensor] = field(default_factory=dict)  # teacher features (first teacher)
 
 
@@ -34,16 +36,19 @@ class Setup:
     student: nn.Module
     example: torch.Tensor  # batch 1
     n_train: int
+    kind: str = "logits"  # the teacher's output kind (compressor.core.parity.KINDS)
 
 
 class Method(nn.Module):
     needs_teacher = True
+    kinds: tuple[str, ...] = ("logits",)  # the output kinds this method can distil
     teacher_features: list[str]
     student_features: list[str]
 
     def __init__(self, setup: Setup) -> None:
         super().__init__()
         self.cfg = setup.cfg
+        self.kind = setup.kind
         self.teacher_features, self.student_features = [], []
 
     def loss(self, b: Batch, logits: torch.Tensor, s_feats: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -60,15 +65,47 @@ class Labels(Method):
 
 
 class KD(Method):
+    """Match the teacher's output by its kind: Hinton KD on logits, per-pixel KD on dense maps, 1 - cosine on
+    embeddings, MSE on regressed values (so that the default method distils any model)."""
+
+    kinds = ("logits", "dense", "embedding", "regression")
+
     def loss(self, b, logits, s_feats):
-        return losses.kd_loss(logits, b.target_logp, self.cfg.temperature)
+        if self.kind == "dense":
+            return losses.dense_kd_loss(logits, b.target, self.cfg.temperature)
+        if self.kind == "embedding":
+            return losses.cosine_loss(logits, b.target)
+        if self.kind == "regression":
+            return losses.mse_loss(logits, b.target)
+        return losses.kd_loss(logits, b.target, self.cfg.temperature)
+
+
+class Cosine(Method):
+    kinds = ("embedding",)
+
+    def loss(self, b, logits, s_feats):
+        return losses.cosine_loss(logits, b.target)
+
+
+class MSE(Method):
+    kinds = ("embedding", "regression")
+
+    def loss(self, b, logits, s_feats):
+        return losses.mse_loss(logits, b.target)
+
+
+class SmoothL1(Method):
+    kinds = ("embedding", "regression")
+
+    def loss(self, b, logits, s_feats):
+        return losses.smooth_l1_loss(logits, b.target)
 
 
 class DKD(Method):
     def loss(self, b, logits, s_feats):
         # unlabelled samples take the teacher's top class as their target class
-        target = torch.where(b.y >= 0, b.y, b.target_logp.argmax(1))
-        return losses.dkd_loss(logits, b.target_logp, target, self.cfg.temperature,
+        target = torch.where(b.y >= 0, b.y, b.target.argmax(1))
+        return losses.dkd_loss(logits, b.target, target, self.cfg.temperature,
                                self.cfg.dkd_alpha, self.cfg.dkd_beta)
 
 
@@ -85,6 +122,8 @@ def _regressor(s_shape: torch.Size, t_shape: torch.Size) -> nn.Module:
 
 
 class Hint(Method):
+    kinds = ("logits", "dense", "embedding", "regression")  # features, whatever the output
+
     def __init__(self, setup: Setup) -> None:
         super().__init__(setup)
         self.pairs = [tuple(h.split(":", 1)) for h in self.cfg.hints]
@@ -101,6 +140,8 @@ class Hint(Method):
 
 class CRD(Method):
     """Contrastive representation distillation with memory banks of both embeddings as negatives."""
+
+    kinds = ("logits", "embedding")  # the penultimate feature: the input of a last nn.Linear
 
     def __init__(self, setup: Setup) -> None:
         super().__init__(setup)
@@ -131,12 +172,25 @@ class CRD(Method):
         return loss
 
 
+def method_class(name: str) -> type[Method]:
+    mod_name, _, cls_name = METHODS.get(name).partition(":")
+    return getattr(importlib.import_module(mod_name), cls_name)
+
+
+def check_kind(methods: tuple[str, ...], kind: str) -> None:
+    """A method that cannot distil this output kind is a one-line error naming those that can."""
+    for name in methods:
+        if kind not in method_class(name).kinds:
+            fits = [n for n in METHODS.names() if kind in method_class(n).kinds]
+            from ..core.errors import CompressError
+
+            raise CompressError(f"method {name!r} does not distil a {kind} output; for {kind} outputs choose from: "
+                                f"{', '.join(fits)}")
+
+
 def build(setup: Setup) -> dict[str, Method]:
-    out = {}
-    for name in setup.cfg.methods:
-        mod_name, _, cls_name = METHODS.get(name).partition(":")
-        out[name] = getattr(importlib.import_module(mod_name), cls_name)(setup)
-    return out
+    check_kind(setup.cfg.methods, setup.kind)
+    return {name: method_class(name)(setup) for name in setup.cfg.methods}
 
 
 class DistillModule(nn.Module):

@@ -51,13 +51,30 @@ def require_module(m: LoadedModel | nn.Module, role: str, why: str) -> nn.Module
     return module
 
 
+@torch.no_grad()
+def output_layers(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
+    """The layers whose output is the model's output (a classifier's Linear, a dense head's 1x1 conv), found by
+    identity in one forward pass; and the last nn.Linear, as before, for models that end in a plain op."""
+    produced: list[tuple[nn.Module, torch.Tensor]] = []
+    hooks = [m.register_forward_hook(lambda m, _i, o: produced.append((m, o)))
+             for m in model.modules() if not list(m.children())]
+    try:
+        out = model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    found = [m for m, o in produced if any(o is t for t in outs)]
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return list({id(m): m for m in found + linears[-1:]}.values())
+
+
 def _prune(model: nn.Module, example: torch.Tensor, channel_ratio: float) -> nn.Module:
     import torch_pruning as tp
 
     pruned = copy.deepcopy(model).eval()
-    linears = [m for m in pruned.modules() if isinstance(m, nn.Linear)]
-    # the classifier's outputs are the classes: never prune them
-    ignored = linears[-1:]
+    # the output layer's channels are the classes (or a dense map's classes, an embedding's values): never prune
+    ignored = output_layers(pruned, example)
     pruner = tp.pruner.BasePruner(pruned, example, importance=tp.importance.MagnitudeImportance(p=1),
                                   pruning_ratio=channel_ratio, ignored_layers=ignored)
     pruner.step()

@@ -14,7 +14,7 @@ from torch import nn
 from . import cache
 from . import distributed as dd
 from .features import tap
-from .losses import soft_targets
+from .losses import teacher_targets
 from .trainer import TargetFn
 
 
@@ -38,7 +38,7 @@ def outputs(module: nn.Module, x: np.ndarray | torch.Tensor, features: list[str]
 
 
 def cached(teachers: list[tuple[nn.Module, str]], x: np.ndarray, features: list[str], root: Path,
-           temperature: float, mean: str) -> tuple[TargetFn, list[str]]:
+           temperature: float, mean: str, kind: str = "logits") -> tuple[TargetFn, list[str]]:
     """Targets from the on-disk cache (filled by rank 0 when missing); returns the function and the keys."""
     data_sha = cache.data_hash(x)
     keys, arrays = [], []
@@ -58,12 +58,13 @@ def cached(teachers: list[tuple[nn.Module, str]], x: np.ndarray, features: list[
         rows = idx.numpy()
         logits = [torch.from_numpy(np.asarray(a["logits"][rows])) for a in arrays]
         feats = {f: torch.from_numpy(np.asarray(arrays[0][f][rows])) for f in features}
-        return soft_targets(logits, temperature, mean), feats
+        return teacher_targets(logits, kind, temperature, mean), feats
 
     return fn, keys
 
 
-def online(teachers: list[nn.Module], features: list[str], temperature: float, mean: str) -> TargetFn:
+def online(teachers: list[nn.Module], features: list[str], temperature: float, mean: str,
+           kind: str = "logits") -> TargetFn:
     for t in teachers:
         t.eval()
 
@@ -76,6 +77,6 @@ def online(teachers: list[nn.Module], features: list[str], temperature: float, m
             logits.append(out[0] if isinstance(out, (tuple, list)) else out)
             if i == 0:
                 feats = dict(got)
-        return soft_targets(logits, temperature, mean), feats
+        return teacher_targets(logits, kind, temperature, mean), feats
 
     return fn

@@ -34,13 +34,15 @@ class TrainData:
     y: np.ndarray  # int64; -1 marks an unlabelled sample
     val_x: np.ndarray
     val_y: np.ndarray  # labels, or the teacher's predictions when the data has none
+    kind: str = "logits"  # the teacher's output kind: what validation measures (compressor.distill.quality)
+    val_ref: np.ndarray | None = None  # the teacher's answers on val_x (quality.reference); needed but for logits
 
 
 @dataclass
 class Result:
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = -1
-    best_score: float = -1.0
+    best_score: float = -math.inf  # scores can be negative (minus a regression's error)
     best_loss: float = float("inf")  # validation cross-entropy of the best epoch: breaks accuracy ties
     resumed_from: int | None = None
 
@@ -101,17 +103,62 @@ def shift(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.stack(rows)
 
 
-@torch.no_grad()
-def _score(student: nn.Module, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Validation accuracy and cross-entropy. A small validation split saturates (100% from an early epoch
-    on), so among epochs of equal accuracy the lower loss is kept, not the first one."""
-    from ..evaluate import predict
+BN_SAMPLES = 1024  # training samples that re-estimate batch-norm statistics after every epoch
 
-    if not len(y):
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int) -> bool:
+    """Re-estimate every BatchNorm's running mean and variance with the current weights: a cumulative average
+    over the batches of `x` (momentum None), other layers in eval mode; False when the model has no BN.
+
+    Why: training normalises with batch statistics, which makes a conv followed by BN blind to its weights'
+    scale, and AdamW's steps of ~lr grow small (pruned, He-initialised) weights fast; the running averages
+    (momentum 0.1, a few dozen steps) then lag far behind the weights, and eval mode, which uses them, gives
+    outputs hundreds of times too large (issue 15: a ResNet-18 student's largest logit 140 in eval mode against
+    0.5 in train mode, 0% agreement). Recomputed this way, validation and the exported student see the
+    statistics of the weights they have."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not bns or not len(x):
+        return False
+    dev = bns[0].running_mean.device
+    was = model.training
+    momenta = [m.momentum for m in bns]
+    model.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    parts = x.split(batch_size)
+    if len(parts) > 1 and len(parts[-1]) < batch_size:
+        parts = parts[:-1]  # a short last batch (one sample: BatchNorm1d refuses it) would weigh as much as a full one
+    try:
+        for xb in parts:
+            model(xb.to(dev))
+    finally:
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+        model.train(was)
+    return True
+
+
+@torch.no_grad()
+def _score(student: nn.Module, data: TrainData) -> tuple[float, float]:
+    """The validation score by output kind (accuracy or agreement, cosine, minus the error) and a loss.
+    A small validation split saturates (100% from an early epoch on), so among epochs of equal score the
+    lower loss is kept, not the first one."""
+    from ..evaluate import predict
+    from .quality import score
+
+    if not len(data.val_x):
         return float("nan"), float("nan")
-    logits = torch.from_numpy(predict(student, x))
-    target = torch.from_numpy(y)
-    return float((logits.argmax(1) == target).float().mean()), float(nn.functional.cross_entropy(logits, target))
+    dev = next(student.parameters()).device
+    if dev.type == "cpu":
+        out = predict(student, data.val_x)
+    else:  # evaluate.predict feeds CPU tensors
+        student.eval()
+        out = np.concatenate([student(torch.from_numpy(np.ascontiguousarray(data.val_x[i:i + 512])).to(dev))
+                              .float().cpu().numpy() for i in range(0, len(data.val_x), 512)])
+    return score(data.kind, out, data.val_y, data.val_ref)
 
 
 def train(dm: DistillModule, data: TrainData, cfg: DistillConfig, targets: TargetFn | None, *,
@@ -122,6 +169,8 @@ def train(dm: DistillModule, data: TrainData, cfg: DistillConfig, targets: Targe
 
     gen = seed_everything(cfg.seed)
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
+    device = dd.device()
+    dm.to(device)  # before the optimizer: it holds the parameters themselves
     params = [p for p in dm.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
@@ -158,8 +207,11 @@ def train(dm: DistillModule, data: TrainData, cfg: DistillConfig, targets: Targe
             mine = dd.shard(torch.arange(len(idx)))
             weight = dd.shard_weight(len(mine), len(idx))
             idx, xb = idx[mine], xb[mine]
+            xb = xb.to(device)
             target, feats = targets(idx, xb) if targets is not None else (None, {})
-            batch = Batch(xb, y_all[idx], idx, target, feats)
+            if target is not None:
+                target, feats = target.to(device), {k: v.to(device) for k, v in feats.items()}
+            batch = Batch(xb, y_all[idx].to(device), idx.to(device), target, feats)
             opt.zero_grad()
             loss, _ = model(batch)
             (loss * weight).backward()
@@ -168,12 +220,14 @@ def train(dm: DistillModule, data: TrainData, cfg: DistillConfig, targets: Targe
             if progress is not None:
                 progress.advance(epoch, total / max(count, 1), res.best_score)
         sched.step()
+        # the same samples on every rank (no randomness): every rank gets the same statistics
+        recalibrate_bn(dm.student, x_all[::max(1, len(x_all) // BN_SAMPLES)][:BN_SAMPLES], cfg.batch_size)
         dd.sync_buffers(dm)
         total, count = dd.sum_over_ranks(total, count)  # report the loss of the whole epoch, not one shard
         if not math.isfinite(total):  # every weight is NaN from here on: stop now, before a checkpoint of it
             raise CompressError(f"training diverged: the loss is {total / max(count, 1)} in epoch {epoch + 1}; "
                                 f"lower --lr (now {cfg.lr:g}) or check the data for NaN or Inf values")
-        score, val_loss = _score(dm.student, data.val_x, data.val_y)
+        score, val_loss = _score(dm.student, data)
         if score > res.best_score or (score == res.best_score and val_loss < res.best_loss):
             res.best_score, res.best_loss, res.best_epoch, bad = score, val_loss, epoch, 0
             best_state = {k: v.detach().clone() for k, v in dm.student.state_dict().items()}

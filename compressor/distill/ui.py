@@ -19,7 +19,8 @@ class Bar:
         self.task = self.progress.add_task(self.title, total=total, completed=completed, info="")
 
     def advance(self, epoch: int, loss: float, best: float, steps: int = 1) -> None:
-        best_txt = f"best val {100 * best:.2f}%" if best >= 0 else ""
+        # agreement, accuracy and cosine show as percentages; minus a regression's error as a number
+        best_txt = f"best val {100 * best:.2f}%" if best >= 0 else f"best val {best:.4g}" if best > -1e300 else ""
         self.progress.update(self.task, advance=steps,
                              info=f"epoch {epoch + 1}/{self.epochs} loss {loss:.4f} {best_txt}")
 

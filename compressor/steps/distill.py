@@ -6,7 +6,6 @@ from typing import Any
 
 from rich.table import Table
 
-from ..core.errors import CompressError
 from ..distill import distributed as dd
 from ..distill import students
 from ..distill.engine import distill as train_student
@@ -21,14 +20,10 @@ def distill(s: State) -> None:
     cfg = s.cfg.distill
     if cfg is None:
         return
-    if s.teacher.task != "logits":
-        raise CompressError(f"--student distils classifiers (logits) for now; {s.teacher.source} outputs a "
-                            f"{s.teacher.task} map of shape {s.teacher.output_shape}: export it without --student")
-
     teacher = s.teacher
     out = train_student(teacher, s.splits, cfg, arch=s.cfg.arch, trust_model=s.cfg.trust_model, console=s.console)
     s.distilled = out
-    student = from_module(out.student, input_shape=teacher.input_shape,
+    student = from_module(out.student, input_shape=teacher.input_shape, task=out.kind,
                           name="auto (pruned from the teacher)" if cfg.student == "auto" else cfg.student)
     s.model = student
     if dd.is_worker():
@@ -36,14 +31,14 @@ def distill(s: State) -> None:
     example = teacher.example(1)
     test = s.splits.test
     t_fig = students.describe(teacher.module, example)
-    t_acc = accuracy(teacher.module, test)
+    t_acc = accuracy(teacher.module, test) if out.kind == "logits" else math.nan  # labels are class indices
     s.sections["teacher"] = {**s.sections.get("teacher", {}), **t_fig, "test_accuracy": t_acc}
     if len(out.teachers) > 1:
         s.sections["teacher"]["ensemble"] = [
             {"source": t.source, "sha256": t.sha256, **students.describe(t.module, example),
              "test_accuracy": accuracy(t.module, test)} for t in out.teachers]
     s_fig = students.describe(student.module, example)
-    s_acc = accuracy(student.module, test)
+    s_acc = accuracy(student.module, test) if out.kind == "logits" else math.nan
     save_torchscript(student.module, s.workdir / "student.pt", teacher.input_shape,
                      str(teacher.input_dtype).removeprefix("torch."))
     s.sections["student"] = {
@@ -51,13 +46,15 @@ def distill(s: State) -> None:
         "parameters_ratio": round(s_fig["parameters"] / t_fig["parameters"], 4),
         "macs_ratio": round(s_fig["macs"] / max(t_fig["macs"], 1), 4),
         "accuracy_kept": round(s_acc / t_acc, 4) if not math.isnan(t_acc) and t_acc > 0 else None,
+        "made_by": out.student_info, "validation": out.check,
     }
     s.sections["distillation"] = {
         "methods": s.cfg.distill.method_weights(), "temperature": cfg.temperature, "alpha": cfg.alpha,
         "ensemble_mean": cfg.ensemble_mean if len(out.teachers) > 1 else None, "assistants": cfg.assistants,
         "epochs": cfg.epochs, "augment": cfg.augment, "unlabeled": cfg.unlabeled, "seed": cfg.seed,
         "run_dir": out.run_dir, "teacher_cache": out.cache_keys, "stages": out.stages,
-        "distributed_world_size": dd.world(),
+        "distributed_world_size": dd.world(), "device": out.device, "output_kind": out.kind,
+        "collapsed": bool(out.check.get("collapsed", False)),
     }
     print_table(s.console, s.sections["teacher"], s.sections["student"])
 

@@ -80,7 +80,7 @@ def test_the_advice_names_only_the_options_that_apply():
     from compressor.core.budget import BudgetError
 
     budget = AccuracyBudget(max_accuracy_drop=1.0, min_agreement=0.995)
-    unlabelled = lambda _art: Measure(None, 0.9)  # noqa: E731
+    unlabelled = lambda _art: Measure(None, 0.9)
     with pytest.raises(BudgetError) as e:
         search(Settings(10, "minmax", True, "s8s8"), lambda s: s, unlabelled, budget, None,
                skip="leave int8 out of --variants")
