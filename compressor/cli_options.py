@@ -33,7 +33,7 @@ def add_run_arguments(p: argparse.ArgumentParser, with_model: bool = True) -> No
     p.add_argument("--target", help="onnx, tflite, tfjs, onnx-web, or all; comma-separated (default onnx)")
     p.add_argument("--out", default="out", help="output folder (written atomically; default out)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
-    p.add_argument("--data", help="'digits' (the demo's, default), a folder of images by class, an .npz with x "
+    p.add_argument("--data", help="'digits' (the demo's, default), a folder of images by class (or unlabelled), an .npz with x "
                                   "(and y), a .txt/.jsonl of text (with --tokenizer), or 'random' (export only)")
     p.add_argument("--task", help="what the output is: classify (logits), dense (per-pixel maps), embed, regress; "
                                   "default: from the output's shape")

@@ -1,4 +1,4 @@
-"""Data sources: scikit-learn's bundled digits, a folder of images by class, or an .npz with x (and y).
+"""Data sources: scikit-learn's bundled digits, a folder of images by class (or unlabelled), or an .npz with x (and y).
 
 Every source gives inputs shaped like the model's input (batch first), float32 (or integers for a model
 that takes them), and int64 labels (or none: unlabelled data, labelled by the teacher during distillation).
@@ -150,10 +150,20 @@ def _visible(entries: list[Path]) -> list[Path]:
 
 
 def _class_dirs(path: Path) -> list[Path]:
-    dirs = [p for p in _visible(list(path.iterdir())) if p.is_dir()]
-    if not dirs:
-        raise CompressError(f"{path} has no class folders; put images in {path}/<class>/*.png")
+    """The class folders; [] for an unlabelled folder (images directly inside, `_loose_images`)."""
+    entries = _visible(list(path.iterdir()))
+    dirs = [p for p in entries if p.is_dir()]
+    if dirs and _loose_images(path):
+        raise CompressError(f"{path} holds both images and folders; put every image in {path}/<class>/ (labelled) "
+                            "or all directly in it (unlabelled)")
+    if not dirs and not _loose_images(path):
+        raise CompressError(f"{path} has no images and no class folders; put images in {path}/<class>/*.png, or "
+                            f"directly in {path} when they have no labels")
     return dirs
+
+
+def _loose_images(path: Path) -> list[Path]:
+    return [f for f in _visible(list(path.iterdir())) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
 
 
 def _folder_labels(path: Path, names: list[str], classes: tuple[str, ...] | None,
@@ -216,8 +226,11 @@ def load_folder(path: Path, channels: int | None = None, classes: tuple[str, ...
     decoded in batches into a read-only disk-backed array (numpy.memmap) instead of memory."""
     pre = preprocess or Preprocess()
     class_dirs = _class_dirs(path)
-    labels, names = _folder_labels(path, [d.name for d in class_dirs], classes, num_classes)
-    files, y = _image_files(class_dirs, labels)
+    if class_dirs:
+        labels, names = _folder_labels(path, [d.name for d in class_dirs], classes, num_classes)
+        files, y = _image_files(class_dirs, labels)
+    else:  # images without labels: the teacher's answers stand in for them
+        files, y, names = _loose_images(path), None, ()
     if not files:
         raise CompressError(f"no images found under {path} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     decode = _decoder(channels, size, pre)
@@ -394,7 +407,7 @@ def sample_shape(spec: str, channels: int | None = None) -> tuple[int, ...] | No
         if p.is_dir():
             from PIL import Image
 
-            for d in _class_dirs(p):
+            for d in _class_dirs(p) or [p]:
                 for f in _visible(list(d.iterdir())):
                     if f.suffix.lower() in IMAGE_SUFFIXES:
                         with Image.open(f) as im:  # images are resized to the model's size: channels must fit

@@ -30,6 +30,9 @@ from compressor.core.errors import CompressError, ConverterError
 
 from .base import ExportJob
 
+# onnx2tf is run with a static batch (attention with a dynamic batch fails to convert), and a graph converted at
+# batch 1 has that batch in its shapes: apps call it once per sample (TFLite checks whether it resizes anyway)
+STATIC_BATCH = "fixed 1 (onnx2tf converts at a static batch; call the model once per sample)"
 CALIBRATION_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 ONNX2TF_TIMEOUT = 1800  # seconds; a 12M-parameter CNN took ~3 min on 2 cores
 

@@ -138,7 +138,8 @@ def export(job: ExportJob) -> list[Artifact]:
     stats = bundle.write_manifest(dest, bundle_facts(job, "tfjs", variant, files))
     model = Artifact(path=dest / "model", format="tfjs", variant=variant, inputs=spec[0], outputs=spec[1],
                      convert_seconds=seconds, extra={"converter": "onnx2tf (SavedModel) + tensorflowjs_converter "
-                                                     "(.venv-tfjs)", "layout": layout, "weight_quantization":
+                                                     "(.venv-tfjs)", "layout": layout, "batch": tf_route.STATIC_BATCH,
+                                                     "weight_quantization":
                                                      job.options.tfjs_quant, "files": files})
     web = Artifact(path=dest, format="web-bundle", variant="tfjs", inputs=spec[0], outputs=spec[1],
                    convert_seconds=time.perf_counter() - t0, extra={"runtime": "tfjs (wasm)", **stats})

@@ -41,9 +41,7 @@ VARIANTS = TFLITE_VARIANTS  # names checked by ExportOptions
 DEFAULT_VARIANTS = VARIANTS[:4]  # int16x8 is experimental in TFLite: only when asked for
 
 
-# onnx2tf is run with a static batch (tf_route: attention with a dynamic batch fails to convert), and a graph
-# converted at batch 1 has that batch in its reshapes: apps call it once per sample
-BATCH = "fixed 1 (onnx2tf converts at a static batch; call the model once per sample)"
+BATCH = tf_route.STATIC_BATCH
 
 
 def variants_of(job: ExportJob) -> tuple[str, ...]:

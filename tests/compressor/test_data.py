@@ -41,7 +41,7 @@ def test_folder_mixed_sizes(tmp_path):
 
 
 def test_empty_folder(tmp_path):
-    with pytest.raises(CompressError, match="no class folders"):
+    with pytest.raises(CompressError, match="no images and no class folders"):
         data.load(str(tmp_path))
     (tmp_path / "a").mkdir()
     with pytest.raises(CompressError, match="no images"):
@@ -200,3 +200,14 @@ def test_sample_shape_is_read_cheaply(tmp_path):
     assert data.sample_shape(str(tmp_path / "missing.npz")) is None
     with pytest.raises(CompressError, match=r"data samples have shape \(1, 8, 8\) but the model takes"):
         data.check_shape(data.sample_shape("digits"), (1, 3, 8192, 8192))
+
+
+def test_an_unlabelled_folder_of_images(tmp_path):
+    for i in range(3):
+        Image.fromarray((np.random.rand(16, 20, 3) * 255).astype(np.uint8)).save(tmp_path / f"{i}.jpg")
+    d = data.load(str(tmp_path), channels=3, input_shape=(1, 3, 8, 8))
+    assert d.x.shape == (3, 3, 8, 8) and d.y is None and d.classes == ()
+    assert data.sample_shape(str(tmp_path), 3) == (3, -1, -1)
+    (tmp_path / "cat").mkdir()
+    with pytest.raises(CompressError, match="holds both images and folders"):
+        data.load(str(tmp_path))

@@ -125,7 +125,7 @@ def test_a_detector_returning_a_dict_goes_through_onnx_and_tflite(tmp_path):
     lm = from_module(Detector().eval(), input_shape=(1, 3, 16, 16), task="regression")
     assert [o.name for o in lm.outputs] == ["boxes", "scores"]
     x = np.random.default_rng(0).standard_normal((12, 3, 16, 16)).astype(np.float32)
-    job = job_for(lm, x, tmp_path, variants=("float32", "float16"))
+    job = job_for(lm, x, tmp_path, variants=("float32", "float16", "int8"))
     (o,) = onnx_exporter.export(job)
     assert [t.name for t in o.outputs] == ["boxes", "scores"] and onnx_exporter.validate(o, job).passed
     for a in tflite.export(job):
@@ -176,6 +176,8 @@ def test_the_cli_exports_a_two_input_program_with_per_output_parity(tmp_path, en
 def test_several_inputs_need_names_and_refuse_distillation(tmp_path, encoder):
     r = run_cli(encoder, "--input", "1x12:int64", "--input", "1x12:int64", "--out", tmp_path / "o")
     assert r.returncode == 2 and "several --input need a distinct name each" in r.stderr
+    r = run_cli(encoder, "--input", "ids:1x12:int64", "--input", "mask:1x12:int64", "--out", tmp_path / "o")
+    assert r.returncode == 2 and "takes the inputs input_ids, attention_mask by name" in r.stderr
     r = run_cli(encoder, "--data", "random", "--quantize", "int8", "--out", tmp_path / "o")
     assert r.returncode == 2 and "--quantize takes models with one input and one output" in r.stderr
     assert not (tmp_path / "o").exists()
