@@ -33,6 +33,15 @@ function randomInput(shape, dtype, seed) {
   return a;
 }
 
+// TF.js waits for the response headers of every weight shard before it reads any body: over HTTP/1.1 (6
+// connections per host) a model of more than 6 shards then never loads. Reading each body as it arrives frees
+// its connection (the bundles' model.js does the same).
+async function fetchWhole(url, init) {
+  const r = await fetch(url, init);
+  if (!r.ok) return r;
+  return new Response(await r.arrayBuffer(), {status: r.status, statusText: r.statusText, headers: r.headers});
+}
+
 async function tfjsSession(cfg) {
   const tf = window.tf;
   // TF.js's own thread choice is kept (hardwareConcurrency/2 under cross-origin isolation; its thread
@@ -41,7 +50,7 @@ async function tfjsSession(cfg) {
   const ok = await tf.setBackend(cfg.backend).catch(() => false);
   if (!ok) throw new Error("TF.js backend " + cfg.backend + " is not available in this browser");
   await tf.ready();
-  const model = await tf.loadGraphModel(cfg.modelUrl);
+  const model = await tf.loadGraphModel(cfg.modelUrl, {fetchFunc: fetchWhole});
   const dtype = cfg.inputDtype === "int64" ? "int32" : cfg.inputDtype;
   return {
     backend: tf.getBackend(),

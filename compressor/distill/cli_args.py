@@ -17,7 +17,8 @@ _DIRECT = {"student": "student", "ratio": "ratio", "ratio_of": "ratio_of", "stud
            "temperature": "temperature", "alpha": "alpha", "epochs": "epochs", "assistants": "assistants",
            "ensemble_mean": "ensemble_mean", "checkpoint_dir": "checkpoint_dir", "patience": "patience",
            "augment": "augment", "unlabeled": "unlabeled", "lr": "lr", "batch_size": "batch_size",
-           "teacher_cache_dir": "cache_dir", "device": "device"}
+           "teacher_cache_dir": "cache_dir", "device": "device", "distill_output": "distill_output",
+           "min_kept": "min_kept"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,6 +54,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--checkpoint-dir", help="where epoch checkpoints go (default .compress-runs/<run hash>)")
     g.add_argument("--device", help="where training runs: cpu (default), cuda, or auto (cuda when present); "
                                     "the teacher runs there too")
+    g.add_argument("--distill-output", help="the output to distil, of a model with several (default: the first); "
+                                            "its kind picks the loss")
+    g.add_argument("--min-kept", type=float, help="the share of the teacher's validation accuracy (or, without labels, "
+                                                  "agreement, mean IoU or cosine with it) the student must keep; "
+                                                  "fallbacks are tried, then the run fails (default 0.97; 0: off)")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
 
 

@@ -71,6 +71,10 @@ class DistillConfig:
     resume: bool = False
     seed: int = 0
     device: str = "cpu"  # where training runs: cpu, cuda, or auto
+    distill_output: str | None = None  # the output distilled, of a model with several (default: the first)
+    # the student must keep this share of the teacher's validation accuracy, or reach this agreement (cosine,
+    # mean IoU, explained variance) with it; fallbacks are tried on a miss (compressor/distill/budget.py); 0: off
+    min_kept: float = 0.97
 
     def __post_init__(self) -> None:
         if not self.methods:
@@ -115,6 +119,7 @@ class DistillConfig:
         check_number("--ratio", self.ratio, 0, 1, low_open=True, hint="the fraction of the teacher kept")
         check_number("--temperature", self.temperature, 0, low_open=True, hint="typical: 2 to 8")
         check_number("--alpha", self.alpha, 0, 1, hint="the weight of the hard-label loss")
+        check_number("--min-kept", self.min_kept, 0, 1, hint="the share of the teacher's score kept; 0 turns it off")
         check_number("--lr", self.lr, 0, MAX_LR, low_open=True, hint="AdamW; typical: 1e-4 to 1e-2")
         check_number("weight_decay", self.weight_decay, 0, hint="AdamW; typical: 1e-4")
         check_number("dkd_alpha", self.dkd_alpha, 0, hint="DKD target-class weight; typical: 1")

@@ -21,18 +21,18 @@ from rich.console import Console
 from torch import nn
 
 from .. import data as datasets
-from ..core.errors import CompressError
 from ..evaluate import predict
-from ..loading import LoadedModel, load_model, module_hash
+from ..loading import LoadedModel, module_hash
+from . import batches, layers, quality, students, targets
 from . import distributed as dd
-from . import layers, quality, students, targets
 from .config import DistillConfig, layer_count
-from .methods import DistillModule, Setup, build, check_kind
-from .trainer import Checkpoints, Result, TrainData, train
+from .methods import DistillModule, Setup, build
+from .trainer import Checkpoints, Diverged, Result, TrainData, train
+from .trainset import load_teachers, training_data
 from .ui import Bar
 
 RUNS_DIR = ".compress-runs"
-_NOT_IN_FINGERPRINT = ("resume", "checkpoint_dir", "cache", "cache_dir")  # do not change the result
+_NOT_IN_FINGERPRINT = ("resume", "checkpoint_dir", "cache", "cache_dir", "min_kept")  # do not change the result
 
 
 @dataclass
@@ -45,57 +45,11 @@ class Outcome:
     created_dirs: list[Path] = field(default_factory=list)  # what discard() removes: made by this run, not asked for
     student_info: dict[str, Any] = field(default_factory=dict)  # how the student was made (layers:K: kept layers)
     check: dict[str, Any] = field(default_factory=dict)  # the student against the teacher on validation (quality)
-    kind: str = "logits"
+    kind: str = "logits"  # the distilled output's
     device: str = "cpu"  # where it trained (the student comes back on the CPU)
-
-
-def load_teachers(main: LoadedModel, cfg: DistillConfig, arch: str | None, trust: bool) -> list[LoadedModel]:
-    out = [main]
-    for path in cfg.teachers:
-        t = load_model(path, arch=arch, trust_model=trust, input_shape=main.input_shape)
-        if t.num_outputs != main.num_outputs:
-            raise CompressError(f"teacher {path} has {t.num_outputs} outputs but {main.source} has "
-                                f"{main.num_outputs}; ensemble members must predict the same classes")
-        out.append(t)
-    return out
-
-
-def output_kind(teacher: LoadedModel) -> str:
-    """The teacher's output kind, which the losses and validation follow; several outputs are refused."""
-    if teacher.task not in quality.METRIC:
-        raise CompressError(f"--student distils a model with one output; {teacher.source} has outputs of kinds "
-                            f"{', '.join(teacher.kinds) or teacher.task}: export it without --student")
-    return teacher.task
-
-
-def training_data(splits: datasets.Splits, cfg: DistillConfig, teacher: LoadedModel,
-                  ensemble: list[nn.Module]) -> TrainData:
-    kind = output_kind(teacher)
-    check_kind(cfg.methods, kind)  # before any work: a method that cannot distil this kind of output
-    tr = splits.train
-    # labels are class indices: they mean something to a classifier only (a digit label is no embedding)
-    has_y = tr.y is not None and kind == "logits"
-    x, y = tr.x, tr.y if has_y else np.full(len(tr), -1, np.int64)
-    if cfg.unlabeled:
-        extra = datasets.load(cfg.unlabeled, channels=teacher.input_shape[1] if len(teacher.input_shape) == 4
-                              else None, input_dtype=str(teacher.input_dtype).removeprefix("torch."))
-        datasets.check_fits(extra, teacher.input_shape, None)
-        x = np.concatenate([x, extra.x.astype(x.dtype)])
-        y = np.concatenate([y, np.full(len(extra), -1, np.int64)])  # their labels, if any, are not used
-    if (y < 0).all() and "labels" in cfg.methods:
-        raise CompressError("method 'labels' needs labelled data, but the training data has no labels; "
-                            "use kd (the teacher's predictions are then the only targets)")
-    val = splits.val
-    ref = quality.reference([predict(t, val.x) for t in ensemble], kind) if len(val) else None
-    if kind != "logits":  # validated against the teacher's outputs (quality.score)
-        val_y = np.full(len(val), -1, np.int64)
-    elif val.y is not None:
-        val_y = val.y
-    elif ref is not None:  # no labels anywhere: validate on agreement with the (ensemble) teacher
-        val_y = ref.argmax(1)
-    else:
-        val_y = np.zeros(0, np.int64)
-    return TrainData(x, y, val.x, val_y, kind, ref)
+    output: str = "output"  # the name of the output distilled (--distill-output), of a model with several
+    budget: dict[str, Any] = field(default_factory=dict)  # --min-kept: the tries (compressor/distill/budget.py)
+    config: DistillConfig | None = None  # the options this student was trained with (a fallback's, if one)
 
 
 def _fingerprint(cfg: DistillConfig, data: TrainData, teacher_shas: list[str], stage: int,
@@ -175,14 +129,15 @@ def distill(teacher: LoadedModel, splits: datasets.Splits, cfg: DistillConfig, *
     full = float(measure(teachers[0].module))
     stage_teachers: list[tuple[nn.Module, str]] = [(t.module, t.sha256) for t in teachers]
     out = Outcome(student=teachers[0].module, teachers=teachers, run_dir=str(root),
-                  created_dirs=_created(cfg, root), student_info=info, kind=data.kind, device=str(device))
+                  created_dirs=_created(cfg, root), student_info=info, kind=data.kind, device=str(device),
+                  output=batches.choose_output(teacher, cfg.distill_output)[1], config=cfg)
     try:
         _stages(out, cfg, data, labelled, example, given, full, stage_teachers, root, console)
     except Exception:
         discard(out)
         raise
     if data.val_ref is not None:
-        out.check = _check(out, data, console)
+        out.check = _check(out, data, splits.val.y is not None, console)
     dd.teardown()
     return out
 
@@ -201,10 +156,16 @@ def _given_student(cfg: DistillConfig, teacher: LoadedModel, trust_model: bool
     return student, {**info, "init": cfg.student_init}
 
 
-def _check(out: Outcome, data: TrainData, console: Console) -> dict[str, Any]:
-    """The student against the (ensemble) teacher on the validation split; a warning line at chance level."""
-    c = quality.check(data.kind, predict(out.student, data.val_x), data.val_ref,
-                      predict(out.teachers[0].module, data.val_x))
+def _check(out: Outcome, data: TrainData, labelled: bool, console: Console) -> dict[str, Any]:
+    """The student against the (ensemble) teacher on the validation split: a warning line at chance level, and
+    the share of the teacher it keeps (`kept`, what --min-kept judges: compressor/distill/budget.py)."""
+    def answer(m: nn.Module) -> np.ndarray:
+        return batches.pick_array(predict(m, data.val_x), data.output)
+
+    student = answer(out.student)
+    c = quality.check(data.kind, student, data.val_ref, answer(out.teachers[0].module))
+    value, metric = quality.kept(data.kind, student, data.val_ref, data.val_y, labelled)
+    c |= {"kept": round(value, 6) if np.isfinite(value) else None, "kept_metric": metric}
     if c["collapsed"]:
         console.print(quality.warning(c), markup=False, highlight=False)
     return c
@@ -227,7 +188,7 @@ def _stages(out: Outcome, cfg: DistillConfig, data: TrainData, labelled: bool, e
                            "val_score": res.best_score if np.isfinite(res.best_score) else None,
                            "epochs_run": len(res.history),
                            "seconds_per_epoch": round(res.seconds_per_epoch, 4), "resumed_from": res.resumed_from,
-                           "checkpoints": str(folder), "device": out.device,
+                           "checkpoints": str(folder), "device": out.device, "stopped": res.stopped,
                            "history": [{"epoch": h["epoch"], "loss": round(h["loss"], 6), "val": round(h["val"], 6)}
                                        for h in res.history]})
         prev = student
@@ -251,18 +212,18 @@ def _run_stage(student: nn.Module, stage_teachers: list[tuple[nn.Module, str]], 
         # without this a mistyped --checkpoint-dir would silently retrain from epoch 0
         console.print(f"note: --resume: no checkpoint in {folder}; starting {name} from scratch")
     setup = Setup(cfg, stage_teachers[0][0], student, example, len(data.x), data.kind)
-    dm = DistillModule(student, build(setup), cfg, labelled)
+    dm = DistillModule(student, build(setup), cfg, labelled, output=data.output)
     tfn = None
     if dm.needs_teacher:
         feats = dm.teacher_features
         if cfg.cache and cfg.augment == "none":
             root = Path(cfg.cache_dir) if cfg.cache_dir else targets.cache.default_dir()
             tfn, keys = targets.cached(stage_teachers, data.x, feats, root, cfg.temperature, cfg.ensemble_mean,
-                                       data.kind)
+                                       data.kind, data.output)
             out.cache_keys.extend(keys)
         else:  # the teachers run beside the student, on its device (moved back below)
             online = [m.to(dd.device()) for m, _ in stage_teachers]
-            tfn = targets.online(online, feats, cfg.temperature, cfg.ensemble_mean, data.kind)
+            tfn = targets.online(online, feats, cfg.temperature, cfg.ensemble_mean, data.kind, data.output)
     ckpt = Checkpoints(folder, fp)
     with Bar(console, f"{name}", cfg.epochs) as bar:
         try:
@@ -270,6 +231,10 @@ def _run_stage(student: nn.Module, stage_teachers: list[tuple[nn.Module, str]], 
         finally:
             for m in (student, *(m for m, _ in stage_teachers)):
                 m.cpu()
+    if res.stopped:
+        console.print(f"{name}: {res.stopped}", markup=False, highlight=False)
+        if res.best_epoch < 0:  # no epoch worth keeping: nothing to hand on, nor to resume from
+            raise Diverged(res.stopped)
     if dd.rank() == 0:
         tmp = folder / f".done.tmp-{os.getpid()}"
         torch.save({"student": student.state_dict(), "fingerprint": fp, "history": res.history,

@@ -61,12 +61,15 @@ def tap(model: nn.Module, features: list[str], role: str) -> Iterator[dict[str, 
 
 
 @torch.no_grad()
-def probe(model: nn.Module, example: torch.Tensor, features: list[str], role: str) -> dict[str, torch.Size]:
-    """Shapes of the features for one example (batch 1), in eval mode."""
+def probe(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], features: list[str], role: str
+          ) -> dict[str, torch.Size]:
+    """Shapes of the features for one example (batch 1; a tuple for several inputs), in eval mode."""
+    from .batches import args
+
     was = model.training
     model.eval()
     with tap(model, features, role) as got:
-        model(example)
+        model(*args(example))
     model.train(was)
     missing = [f for f in features if f not in got]
     if missing:

@@ -12,6 +12,7 @@ import copy
 from torch import nn
 
 from ..core.errors import CompressError
+from ..core.signature import Flat
 from .students import count_params, require_module
 
 # attributes that record the depth of the stack: rewritten so that the model stays consistent
@@ -77,6 +78,8 @@ def drop_layers(teacher: nn.Module, k: int, role: str = "teacher") -> tuple[nn.M
         for m in block.modules():  # Hugging Face attention numbers its layer (key/value caches by index)
             if isinstance(getattr(m, "layer_idx", None), int):
                 m.layer_idx = new_idx
-    info = {"kind": "layers", "stack": name, "teacher_layers": n, "kept_layers": list(kept),
+    # named inside the user's model, not the wrapper of a model with several inputs (compressor.core.signature.Flat)
+    info = {"kind": "layers", "stack": name.removeprefix("inner.") if isinstance(teacher, Flat) else name,
+            "teacher_layers": n, "kept_layers": list(kept),
             "parameters_before": count_params(teacher), "parameters_after": count_params(student)}
     return student, info

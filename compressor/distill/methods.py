@@ -14,13 +14,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import losses
+from .batches import Inputs, pick
 from .config import METHODS, DistillConfig
 from .features import last_linear, probe, tap
 
 
 @dataclass
 class Batch:
-    x: torch.Tensor
+    xs: Inputs  # one tensor per model input
     y: torch.Tensor  # int64, -1 for an unlabelled sample
     idx: torch.Tensor  # row of each sample in the training set (memory banks)
     # the teacher's target (losses.teacher_targets): log-probabilities at T over dim 1 for logits and dense
@@ -34,9 +35,9 @@ class Setup:
     cfg: DistillConfig
     teacher: nn.Module | None  # the first teacher, to learn feature shapes
     student: nn.Module
-    example: torch.Tensor  # batch 1
+    example: torch.Tensor | Inputs  # batch 1 (LoadedModel.example: a tuple for several inputs)
     n_train: int
-    kind: str = "logits"  # the teacher's output kind (compressor.core.parity.KINDS)
+    kind: str = "logits"  # the distilled output's kind (compressor.core.parity.KINDS)
 
 
 class Method(nn.Module):
@@ -196,9 +197,11 @@ def build(setup: Setup) -> dict[str, Method]:
 class DistillModule(nn.Module):
     """Student + methods; forward(batch) -> (loss, student logits)."""
 
-    def __init__(self, student: nn.Module, methods: dict[str, Method], cfg: DistillConfig, labelled: bool) -> None:
+    def __init__(self, student: nn.Module, methods: dict[str, Method], cfg: DistillConfig, labelled: bool,
+                 output: int = 0) -> None:
         super().__init__()
         self.student = student
+        self.output = output  # which of the student's outputs is distilled (batches.choose_output)
         self.methods = nn.ModuleDict(methods)
         self.weights = cfg.method_weights()
         # without any labels the teacher is the only target: the hard-label share goes to distillation
@@ -215,7 +218,7 @@ class DistillModule(nn.Module):
 
     def forward(self, b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         with tap(self.student, self.student_features, "student") as s_feats:
-            logits = self.student(b.x)
+            logits = pick(self.student(*b.xs), self.output)
         distil = sum(self.weights[n] * m.loss(b, logits, s_feats) for n, m in self.methods.items())
         hard = losses.hard_loss(logits, b.y) if self.alpha > 0 else 0.0
         return self.alpha * hard + (1 - self.alpha) * distil, logits

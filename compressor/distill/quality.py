@@ -96,3 +96,26 @@ def warning(c: dict[str, Any]) -> str:
                        "), so its top-1 is noise: distil a trained teacher")
     return head + ("check that the teacher is trained (its outputs must depend on the input), then try more "
                    "--epochs, more data, a larger --ratio or --student-init teacher")
+
+
+KEPT = {"logits": "top-1 agreement", "dense": "mean IoU", "embedding": "mean cosine",
+        "regression": "explained variance"}
+
+
+def kept(kind: str, out: np.ndarray, ref: np.ndarray, y: np.ndarray, labelled: bool) -> tuple[float, str]:
+    """How much of the teacher the student keeps, on one scale for --min-kept (1.0: all), and its name.
+
+    logits with labels: the student's accuracy over the (ensemble) teacher's; without labels, top-1 agreement;
+    dense: mean IoU of the arg-max maps; embedding: mean cosine; regression: the share of the teacher's variance
+    the student explains, 1 - MSE / variance (0 for a constant output, negative below that)."""
+    if kind == "logits" and labelled and len(y):
+        teacher = float((ref.argmax(1) == y).mean())
+        student = float((out.argmax(1) == y).mean())
+        return (student / teacher if teacher > 0 else float(student >= teacher)), "accuracy kept"
+    if kind == "dense":
+        return agreement(out, ref, "dense")[1]["mean_iou"], KEPT[kind]
+    if kind == "regression":
+        var = float(np.mean((ref - ref.mean(0, keepdims=True)) ** 2))
+        mse = float(np.mean((out.astype(np.float64) - ref) ** 2))
+        return (1.0 - mse / var if var > 0 else float(mse == 0)), KEPT[kind]
+    return agreement(out, ref, kind)[0], KEPT[kind]

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..core.errors import CompressError
+from ..core.signature import Flat
 from ..loading import LoadedModel, load_model
 from ..pt2 import ExportedModule
 
@@ -20,14 +21,17 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_macs(model: nn.Module, example: torch.Tensor) -> int:
-    """Multiply-accumulates of one forward pass (torch's FLOP counter / 2; works on TorchScript too)."""
+def count_macs(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...]) -> int:
+    """Multiply-accumulates of one forward pass (torch's FLOP counter / 2; works on TorchScript too); `example` is
+    one tensor, or a tuple for a model with several inputs."""
     from torch.utils.flop_counter import FlopCounterMode
+
+    from .batches import args
 
     was = model.training
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(example)
+        model(*args(example))
     model.train(was)
     return int(counter.get_total_flops() // 2)
 
@@ -43,8 +47,9 @@ def describe(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
 
 def require_module(m: LoadedModel | nn.Module, role: str, why: str) -> nn.Module:
     module = m.module if isinstance(m, LoadedModel) else m
-    if isinstance(module, (torch.jit.ScriptModule, ExportedModule)):
-        kind = "TorchScript" if isinstance(module, torch.jit.ScriptModule) else "torch.export (.pt2)"
+    inner = module.inner if isinstance(module, Flat) else module  # a model with several inputs or outputs
+    if isinstance(inner, (torch.jit.ScriptModule, ExportedModule)):
+        kind = "TorchScript" if isinstance(inner, torch.jit.ScriptModule) else "torch.export (.pt2)"
         raise CompressError(f"{why} needs the {role} as a plain nn.Module, but it is a {kind} file; save it as a "
                             "state_dict and pass --arch package.module:Class (or a pickled module with "
                             "--trust-model), or give your own --student FILE")
@@ -58,8 +63,10 @@ def output_layers(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
     produced: list[tuple[nn.Module, torch.Tensor]] = []
     hooks = [m.register_forward_hook(lambda m, _i, o: produced.append((m, o)))
              for m in model.modules() if not list(m.children())]
+    from .batches import args
+
     try:
-        out = model(example)
+        out = model(*args(example))
     finally:
         for h in hooks:
             h.remove()
@@ -124,7 +131,9 @@ def reinitialise(model: nn.Module) -> nn.Module:
 
 
 def load_student(path: str, teacher: LoadedModel, arch: str | None, trust_model: bool) -> nn.Module:
-    st = load_model(path, arch=arch, trust_model=trust_model, input_shape=teacher.input_shape)
+    several = len(teacher.inputs) > 1  # the student takes the teacher's inputs, by the same names
+    st = load_model(path, arch=arch, trust_model=trust_model, input_shape=None if several else teacher.input_shape,
+                    inputs=[(i.name, i.shape, i.dtype) for i in teacher.inputs] if several else None)
     module = require_module(st, "student", "training")
     if st.num_outputs != teacher.num_outputs:
         raise CompressError(f"the student {path} has {st.num_outputs} outputs but the teacher has "

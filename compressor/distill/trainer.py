@@ -21,21 +21,30 @@ from torch import nn
 
 from ..core.errors import CompressError
 from ..data import Dataset
+from . import batches
 from . import distributed as dd
 from .config import DistillConfig
 from .methods import Batch, DistillModule, Labels, Setup
 
-TargetFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor | None, dict[str, torch.Tensor]]]
+# (rows of the batch in the training set, the batch's inputs) -> (the teacher's target, teacher features)
+TargetFn = Callable[[torch.Tensor, batches.Inputs], tuple[torch.Tensor | None, dict[str, torch.Tensor]]]
+DIVERGED = 10.0  # an epoch's loss this many times the first epoch's: the run is diverging, stop it
+
+
+class Diverged(CompressError):
+    """Training stopped on a diverging loss before any epoch worth keeping (compressor/distill/budget.py tries
+    the next fallback, a lower learning rate among them)."""
 
 
 @dataclass
 class TrainData:
-    x: np.ndarray
+    x: np.ndarray  # a plain array, or a packed one with a field per input (compressor/core/feeds.py)
     y: np.ndarray  # int64; -1 marks an unlabelled sample
     val_x: np.ndarray
     val_y: np.ndarray  # labels, or the teacher's predictions when the data has none
     kind: str = "logits"  # the teacher's output kind: what validation measures (compressor.distill.quality)
     val_ref: np.ndarray | None = None  # the teacher's answers on val_x (quality.reference); needed but for logits
+    output: int = 0  # which of the models' outputs is distilled (batches.choose_output)
 
 
 @dataclass
@@ -45,6 +54,7 @@ class Result:
     best_score: float = -math.inf  # scores can be negative (minus a regression's error)
     best_loss: float = float("inf")  # validation cross-entropy of the best epoch: breaks accuracy ties
     resumed_from: int | None = None
+    stopped: str | None = None  # why training stopped early: a diverging loss (one line)
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -107,7 +117,7 @@ BN_SAMPLES = 1024  # training samples that re-estimate batch-norm statistics aft
 
 
 @torch.no_grad()
-def recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int) -> bool:
+def recalibrate_bn(model: nn.Module, x: torch.Tensor | batches.Inputs, batch_size: int) -> bool:
     """Re-estimate every BatchNorm's running mean and variance with the current weights: a cumulative average
     over the batches of `x` (momentum None), other layers in eval mode; False when the model has no BN.
 
@@ -118,7 +128,8 @@ def recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int) -> bool:
     0.5 in train mode, 0% agreement). Recomputed this way, validation and the exported student see the
     statistics of the weights they have."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    if not bns or not len(x):
+    xs = batches.args(x)
+    if not bns or not len(xs[0]):
         return False
     dev = bns[0].running_mean.device
     was = model.training
@@ -128,12 +139,12 @@ def recalibrate_bn(model: nn.Module, x: torch.Tensor, batch_size: int) -> bool:
         m.reset_running_stats()
         m.momentum = None
         m.train()
-    parts = x.split(batch_size)
-    if len(parts) > 1 and len(parts[-1]) < batch_size:
+    parts = list(zip(*(t.split(batch_size) for t in xs)))
+    if len(parts) > 1 and len(parts[-1][0]) < batch_size:
         parts = parts[:-1]  # a short last batch (one sample: BatchNorm1d refuses it) would weigh as much as a full one
     try:
         for xb in parts:
-            model(xb.to(dev))
+            model(*batches.to(xb, dev))
     finally:
         for m, mom in zip(bns, momenta):
             m.momentum = mom
@@ -153,12 +164,22 @@ def _score(student: nn.Module, data: TrainData) -> tuple[float, float]:
         return float("nan"), float("nan")
     dev = next(student.parameters()).device
     if dev.type == "cpu":
-        out = predict(student, data.val_x)
+        out = batches.pick_array(predict(student, data.val_x), data.output)
     else:  # evaluate.predict feeds CPU tensors
         student.eval()
-        out = np.concatenate([student(torch.from_numpy(np.ascontiguousarray(data.val_x[i:i + 512])).to(dev))
-                              .float().cpu().numpy() for i in range(0, len(data.val_x), 512)])
+        n = len(data.val_x)
+        out = np.concatenate([batches.pick(student(*batches.to(batches.take(data.val_x, slice(i, i + 512)), dev)),
+                                           data.output).float().cpu().numpy() for i in range(0, n, 512)])
     return score(data.kind, out, data.val_y, data.val_ref)
+
+
+def diverging(loss: float, first: float | None, epoch: int) -> str | None:
+    """One line saying why the loss shows a diverging run (not finite, or DIVERGED times the first epoch's), or None."""
+    if not math.isfinite(loss):
+        return f"the loss is {loss} in epoch {epoch + 1}"
+    if first is not None and first > 0 and loss > DIVERGED * first:
+        return f"the loss grew to {loss:.4g} in epoch {epoch + 1}, over {DIVERGED:g}x the first epoch's {first:.4g}"
+    return None
 
 
 def train(dm: DistillModule, data: TrainData, cfg: DistillConfig, targets: TargetFn | None, *,
@@ -190,8 +211,8 @@ def train(dm: DistillModule, data: TrainData, cfg: DistillConfig, targets: Targe
     elif checkpoints is not None:
         checkpoints.clear()
     model = dd.wrap(dm)
-    x_all, y_all = torch.from_numpy(np.ascontiguousarray(data.x)), torch.from_numpy(data.y)
-    n_batches = (len(x_all) + cfg.batch_size - 1) // cfg.batch_size
+    n_all, y_all = len(data.x), torch.from_numpy(data.y)
+    n_batches = (n_all + cfg.batch_size - 1) // cfg.batch_size
     if progress is not None:
         progress.start(cfg.epochs * n_batches, start * n_batches)
     for epoch in range(start, cfg.epochs):
@@ -200,20 +221,23 @@ def train(dm: DistillModule, data: TrainData, cfg: DistillConfig, targets: Targe
         t0 = time.perf_counter()
         dm.train()
         total, count = 0.0, 0
-        for idx in torch.randperm(len(x_all), generator=gen).split(cfg.batch_size):
-            xb = x_all[idx]
-            if cfg.augment == "shift":
-                xb = shift(xb, aug_gen)  # drawn for the whole global batch: same numbers on every rank
+        for idx in torch.randperm(n_all, generator=gen).split(cfg.batch_size):
+            xs = batches.take(data.x, idx)
+            if cfg.augment == "shift":  # image inputs only (shift leaves others as they are)
+                xs = tuple(shift(x, aug_gen) for x in xs)  # drawn for the whole global batch: same on every rank
             mine = dd.shard(torch.arange(len(idx)))
             weight = dd.shard_weight(len(mine), len(idx))
-            idx, xb = idx[mine], xb[mine]
-            xb = xb.to(device)
-            target, feats = targets(idx, xb) if targets is not None else (None, {})
+            idx, xs = idx[mine], batches.to(batches.rows(xs, mine), device)
+            target, feats = targets(idx, xs) if targets is not None else (None, {})
             if target is not None:
                 target, feats = target.to(device), {k: v.to(device) for k, v in feats.items()}
-            batch = Batch(xb, y_all[idx].to(device), idx.to(device), target, feats)
+            batch = Batch(xs, y_all[idx].to(device), idx.to(device), target, feats)
             opt.zero_grad()
             loss, _ = model(batch)
+            if not math.isfinite(loss.item()) and dd.world() == 1:  # a NaN step would poison every weight
+                # (under torchrun every rank must reach the same collectives: the epoch's check below stops them)
+                total, count = float("nan"), count + len(idx)
+                break
             (loss * weight).backward()
             opt.step()
             total, count = total + loss.item() * len(idx), count + len(idx)
@@ -221,12 +245,15 @@ def train(dm: DistillModule, data: TrainData, cfg: DistillConfig, targets: Targe
                 progress.advance(epoch, total / max(count, 1), res.best_score)
         sched.step()
         # the same samples on every rank (no randomness): every rank gets the same statistics
-        recalibrate_bn(dm.student, x_all[::max(1, len(x_all) // BN_SAMPLES)][:BN_SAMPLES], cfg.batch_size)
-        dd.sync_buffers(dm)
         total, count = dd.sum_over_ranks(total, count)  # report the loss of the whole epoch, not one shard
-        if not math.isfinite(total):  # every weight is NaN from here on: stop now, before a checkpoint of it
-            raise CompressError(f"training diverged: the loss is {total / max(count, 1)} in epoch {epoch + 1}; "
-                                f"lower --lr (now {cfg.lr:g}) or check the data for NaN or Inf values")
+        first = res.history[0]["loss"] if res.history else None
+        if (why := diverging(total / max(count, 1), first, epoch)) is not None:
+            # stop before a checkpoint of it; the best earlier epoch (if any) is kept, and the caller judges it
+            res.stopped = f"training diverged: {why}; lower --lr (now {cfg.lr:g}) or check the data for NaN or Inf"
+            break
+        step = max(1, n_all // BN_SAMPLES)
+        recalibrate_bn(dm.student, batches.take(data.x, slice(0, step * BN_SAMPLES, step)), cfg.batch_size)
+        dd.sync_buffers(dm)
         score, val_loss = _score(dm.student, data)
         if score > res.best_score or (score == res.best_score and val_loss < res.best_loss):
             res.best_score, res.best_loss, res.best_epoch, bad = score, val_loss, epoch, 0

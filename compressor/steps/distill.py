@@ -7,40 +7,42 @@ from typing import Any
 from rich.table import Table
 
 from ..distill import distributed as dd
-from ..distill import students
-from ..distill.engine import distill as train_student
-from ..evaluate import accuracy
-from ..loading import from_module, save_torchscript
+from ..distill import handover, students
+from ..distill.budget import distill as train_student
 from .state import State
 
 
 def distill(s: State) -> None:
     """Teacher(s) -> student when cfg.distill is set: reads s.cfg/teacher/splits, sets s.model to the student
-    (what is exported) and writes the teacher, student and distillation sections of the manifest."""
+    (what is exported) and writes the teacher, student and distillation sections of the manifest. A student that
+    keeps less than --min-kept of the teacher, after the fallbacks, is a BudgetError (compressor/distill/budget.py)."""
     cfg = s.cfg.distill
     if cfg is None:
         return
     teacher = s.teacher
     out = train_student(teacher, s.splits, cfg, arch=s.cfg.arch, trust_model=s.cfg.trust_model, console=s.console)
     s.distilled = out
-    student = from_module(out.student, input_shape=teacher.input_shape, task=out.kind,
-                          name="auto (pruned from the teacher)" if cfg.student == "auto" else cfg.student)
+    used = out.config or cfg  # a fallback's options, when the first run missed --min-kept
+    student = handover.as_loaded(out.student, teacher, "auto (pruned from the teacher)" if cfg.student == "auto"
+                                 else cfg.student, out.kind)
     s.model = student
     if dd.is_worker():
         return
     example = teacher.example(1)
     test = s.splits.test
     t_fig = students.describe(teacher.module, example)
-    t_acc = accuracy(teacher.module, test) if out.kind == "logits" else math.nan  # labels are class indices
+    index = [o.name for o in teacher.outputs].index(out.output) if teacher.outputs else 0
+    # labels are class indices: they score a classifier's output only
+    t_acc = handover.accuracy(teacher.module, test, index) if out.kind == "logits" else math.nan
     s.sections["teacher"] = {**s.sections.get("teacher", {}), **t_fig, "test_accuracy": t_acc}
     if len(out.teachers) > 1:
         s.sections["teacher"]["ensemble"] = [
             {"source": t.source, "sha256": t.sha256, **students.describe(t.module, example),
-             "test_accuracy": accuracy(t.module, test)} for t in out.teachers]
+             "test_accuracy": handover.accuracy(t.module, test, index) if out.kind == "logits" else math.nan}
+            for t in out.teachers]
     s_fig = students.describe(student.module, example)
-    s_acc = accuracy(student.module, test) if out.kind == "logits" else math.nan
-    save_torchscript(student.module, s.workdir / "student.pt", teacher.input_shape,
-                     str(teacher.input_dtype).removeprefix("torch."))
+    s_acc = handover.accuracy(student.module, test, index) if out.kind == "logits" else math.nan
+    handover.save(student, s.workdir / "student.pt")
     s.sections["student"] = {
         "source": student.source, "file": "student.pt", "sha256": student.sha256, **s_fig, "test_accuracy": s_acc,
         "parameters_ratio": round(s_fig["parameters"] / t_fig["parameters"], 4),
@@ -49,12 +51,12 @@ def distill(s: State) -> None:
         "made_by": out.student_info, "validation": out.check,
     }
     s.sections["distillation"] = {
-        "methods": s.cfg.distill.method_weights(), "temperature": cfg.temperature, "alpha": cfg.alpha,
+        "methods": s.cfg.distill.method_weights(), "temperature": used.temperature, "alpha": cfg.alpha,
         "ensemble_mean": cfg.ensemble_mean if len(out.teachers) > 1 else None, "assistants": cfg.assistants,
-        "epochs": cfg.epochs, "augment": cfg.augment, "unlabeled": cfg.unlabeled, "seed": cfg.seed,
+        "epochs": used.epochs, "lr": used.lr, "augment": cfg.augment, "unlabeled": cfg.unlabeled, "seed": cfg.seed,
         "run_dir": out.run_dir, "teacher_cache": out.cache_keys, "stages": out.stages,
         "distributed_world_size": dd.world(), "device": out.device, "output_kind": out.kind,
-        "collapsed": bool(out.check.get("collapsed", False)),
+        "collapsed": bool(out.check.get("collapsed", False)), "output": out.output, "budget": out.budget,
     }
     print_table(s.console, s.sections["teacher"], s.sections["student"])
 

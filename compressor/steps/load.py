@@ -32,8 +32,8 @@ def load(s: State) -> None:
                                input_dtype=s.cfg.input_dtype,
                                inputs=[parse_input(t) for t in s.cfg.inputs] if len(s.cfg.inputs) > 1 else None)
     t = s.teacher
-    if t.multi and (s.cfg.distill is not None or s.cfg.quantize is not None or s.cfg.bench):
-        what = "--distill" if s.cfg.distill is not None else "--quantize" if s.cfg.quantize is not None else "--bench"
+    if t.multi and (s.cfg.quantize is not None or s.cfg.bench):  # distillation takes them (compressor/distill/batches.py)
+        what = "--quantize" if s.cfg.quantize is not None else "--bench"
         raise CompressError(f"{t.source} has {len(t.inputs)} inputs and {len(t.outputs)} outputs; {what} takes models "
                             "with one input and one output today: export it without, (the TFLite float16, "
                             "dynamic-int8 and int8 variants quantize it), or wrap it to take and return one tensor")

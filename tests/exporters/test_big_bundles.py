@@ -38,3 +38,14 @@ def test_a_tfjs_model_in_more_shards_than_http_connections_loads(tmp_path):
     np.testing.assert_allclose(out, ref, atol=1e-4)
     assert info["backend"] == "wasm" and 0 < info["first_ms"] and info["load_ms"] > 0
     assert bundle.page_result(arts["web-bundle:tfjs"].path)["matches"]  # index.html too
+    # and the benchmark's own page (benchmarks/web/bench.js) loads it as well: it had the same deadlock
+    from benchmarks import bench
+    from benchmarks.discover import discover
+    from benchmarks.harness import PRESETS
+    from benchmarks.platforms import PlatformOptions
+
+    items, _ = discover([tmp_path / "site" / "model"])
+    opts = bench.BenchOptions(targets=("browser",), bounds=PRESETS["quick"], peak=False,
+                              platform_options=PlatformOptions(browser_backends=("wasm",)))
+    (row,) = bench.run(items, opts, reference=lambda xs: model(torch.from_numpy(xs)).detach().numpy())["rows"]
+    assert row["counted"] and row["parity"]["max_abs_diff"] < 1e-3, row
