@@ -43,7 +43,8 @@ run `compress COMMAND --help` for each; the options of `compress MODEL` follow."
 EXIT = """--json: the manifest (export, demo) or the result with the gate's verdict (bench) on stdout, logs on stderr;
 an error as {"error": ..., "exit_code": N}. --recipe FILE: any option above as YAML (docs/api.md#recipes).
 exit status: 0 done; 1 bench: the gate found a regression; 2 bad input or usage; 3 a parity check failed;
-4 an accuracy budget could not be met; 5 a converter or runtime failed; 130/143 interrupted (Ctrl-C/SIGTERM)."""
+4 an accuracy budget could not be met; 5 a converter or runtime failed; 70 an internal error (a bug: report it);
+130/143 interrupted (Ctrl-C/SIGTERM)."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -212,7 +213,15 @@ def main(argv: list[str] | None = None) -> int:
             return fail(str(e), e.exit_code, as_json)
         if isinstance(e, KeyboardInterrupt):
             return fail("interrupted; the previous output is unchanged", 130, as_json)
-        raise
+        # a bug of this tool: the traceback for the report, then its own status, never 1 (a CI gate's regression)
+        import traceback
+
+        traceback.print_exc()
+        return fail(f"internal error ({type(e).__name__}: {' '.join(str(e).split())[:200]}); the previous output is "
+                    "unchanged: please report it with the traceback above", INTERNAL, as_json)
+
+
+INTERNAL = 70  # EX_SOFTWARE (sysexits.h): distinct from 1, which a CI script reads as "the gate found a regression"
 
 
 @command("export", "load, (distil, quantize,) export and verify a model: compress MODEL [options]",

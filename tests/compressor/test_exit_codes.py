@@ -40,3 +40,14 @@ def test_converter_failure_is_5(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(exporters.onnx, "to_onnx", broken)
     code, err = run(capsys, "demo", "--target", "onnx", "--out", str(tmp_path / "o"))
     assert code == 5 and "aten::foo" in err and not (tmp_path / "o").exists()
+
+
+def test_a_bug_is_70_with_its_traceback_never_1(capsys, tmp_path, monkeypatch):
+    import exporters.onnx
+
+    def buggy(*a, **k):
+        raise TypeError("unsupported operand")
+    monkeypatch.setattr(exporters.onnx, "to_onnx", buggy)
+    code, err = run(capsys, "demo", "--target", "onnx", "--out", str(tmp_path / "o"))
+    assert code == 70 and "Traceback" in err and not (tmp_path / "o").exists()
+    assert err.strip().splitlines()[-1].startswith("error: internal error (TypeError: unsupported operand)")
