@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(doc if doc.endswith("\n") else doc + "\n")  # the manifest's text, byte for byte
             sys.stdout.flush()
         return code
-    except (Exception, KeyboardInterrupt) as e:
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every failure ends in one line and its status
         if received or isinstance(e, KeyboardInterrupt):
             # an interrupt that landed inside an asyncio task (Playwright's) is otherwise logged again, with
             # its traceback, when the task is collected at exit
