@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -79,10 +80,10 @@ def to_onnx(model: torch.nn.Module, example: torch.Tensor | tuple[torch.Tensor, 
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
                 if how == "dynamo":
-                    batch = torch.export.Dim("batch", min=1, max=4096)
+                    dim = torch.export.Dim("batch", min=1, max=4096)
                     torch.onnx.export(model, x, str(path), dynamo=True, opset_version=opset,
                                       input_names=names, output_names=out_names,
-                                      dynamic_shapes=None if static else _dynamic(model, x, batch),
+                                      dynamic_shapes=None if static else _dynamic(model, x, dim),
                                       optimize=True, verbose=False)
                 else:
                     torch.onnx.export(model, x, str(path), dynamo=False, opset_version=opset or TORCHSCRIPT_OPSET,
@@ -140,9 +141,29 @@ def optimize(src: Path, dst: Path) -> None:
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     so.optimized_model_filepath = str(dst)
     so.log_severity_level = 3
-    ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+    try:
+        ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - onnxruntime's own Fail/InvalidGraph
+        raise ConverterError(f"ONNX Runtime cannot load the exported graph ({' '.join(str(e).split())[-200:]}); "
+                             "report the model") from None
+    if not _loads(dst):
+        # seen on a static-batch program from the dynamo exporter: ORT writes an optimized file it cannot
+        # read back ("Attempt to replace the existing tensor"); the unoptimized graph runs, so ship that
+        shutil.copy(src, dst)
     compact(dst)
     onnx.checker.check_model(str(dst))
+
+
+def _loads(path: Path) -> bool:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 4
+    try:
+        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001 - any failure means: not this file
+        return False
+    return True
 
 
 def compact(path: Path) -> None:

@@ -106,14 +106,33 @@ def test_tflite_runs_a_bert_encoder_and_names_each_output(tmp_path, encoder):
 
     lm = load_model(encoder)
     x = data_inputs.load("random", lm.inputs).x[:12]
-    job = job_for(lm, x, tmp_path, variants=("float32",))
-    (a,) = tflite.export(job)
-    assert {i.name for i in a.inputs} == {"input_ids", "attention_mask"}
-    p = tflite.validate(a, job)
-    assert p.passed and set(p.outputs) == {"last_hidden_state", "pooler_output"}
-    assert a.extra["output_names"] == {"output_0": "last_hidden_state", "output_1": "pooler_output"}
-    # attention reshapes hold the batch onnx2tf converted at: the manifest says so, with the reason
-    assert a.extra["batch"].startswith("fixed 1 (")
+    job = job_for(lm, x, tmp_path, variants=("float32", "float16", "int8"))  # int8 calibrated on token ids by name
+    for a in tflite.export(job):
+        assert {i.name for i in a.inputs} == {"input_ids", "attention_mask"}
+        p = tflite.validate(a, job)
+        assert p.passed and set(p.outputs) == {"last_hidden_state", "pooler_output"}, (a.name, p.failure())
+        assert a.extra["output_names"] == {"output_0": "last_hidden_state", "output_1": "pooler_output"}
+        # attention reshapes hold the batch onnx2tf converted at: the manifest says so, with the reason
+        assert a.extra["batch"].startswith("fixed 1 ("), a.extra["batch"]
+
+
+def test_a_bert_classifier_program_gives_named_logits(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BertConfig(vocab_size=128, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=64, num_labels=3)
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(0)
+    model = transformers.BertForSequenceClassification(cfg).eval()
+    ids, mask = torch.randint(0, 128, (2, 10)), torch.ones(2, 10, dtype=torch.long)
+    ep = torch.export.export(model, (), {"input_ids": ids, "attention_mask": mask})
+    torch.export.save(ep, tmp_path / "classifier.pt2")
+    lm = load_model(tmp_path / "classifier.pt2")
+    assert [o.name for o in lm.outputs] == ["logits"] and lm.task == "logits" and len(lm.inputs) == 2
+    x = data_inputs.load("random", lm.inputs).x[:8]
+    job = job_for(lm, x, tmp_path)
+    (a,) = onnx_exporter.export(job)
+    assert [o.name for o in a.outputs] == ["logits"] and a.extra["batch"].startswith("fixed 2")  # as exported
+    assert onnx_exporter.validate(a, job).passed
 
 
 @pytest.mark.slow
