@@ -30,6 +30,7 @@ from .discover import Item, canonical_shape, to_layout
 from .gate import SCHEMA
 from .harness import PRESETS, Bounds, Job, run_isolated
 from .platforms import PlatformOptions, Setting, expand
+from .recommend import recommend
 
 Reference = Callable[[np.ndarray], np.ndarray]  # canonical-layout inputs -> outputs
 
@@ -194,7 +195,7 @@ def run(items: list[Item], opts: BenchOptions, *, reference: Reference | None = 
             row["parity_reference"] = kind
             rows.append(row)
             console.print(_line(label, row))
-    return {"schema": SCHEMA, "kind": "edge-compress bench",
+    result = {"schema": SCHEMA, "kind": "edge-compress bench",
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "machine": mach, "bounds": asdict(opts.bounds), "targets": list(opts.targets),
             "settings": [st.name for st in settings],  # what this run measured: the gate's scope
@@ -206,6 +207,8 @@ def run(items: list[Item], opts: BenchOptions, *, reference: Reference | None = 
             "parity_reference": "pytorch (real held-out inputs)" if reference
             else "per row: ONNX/TFLite against the same file on the CPU, TF.js against the float32 ONNX model",
             "artifacts": list(facts.values()), "rows": rows, **(extra or {})}
+    result["recommended"] = recommend(result)  # per target: the fastest within the budget, ties by size
+    return result
 
 
 def merge(results: list[dict[str, Any]]) -> dict[str, Any]:

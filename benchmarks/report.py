@@ -6,7 +6,7 @@ import html
 from pathlib import Path
 from typing import Any
 
-from . import plots
+from . import plots, recommend
 
 
 def sections_from(manifest: dict[str, Any] | None) -> dict[str, Any]:
@@ -194,6 +194,15 @@ def _gate_md(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _recommended(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return result.get("recommended") or recommend.recommend(result)  # results saved before it existed
+
+
+def _recommended_html(result: dict[str, Any]) -> str:
+    md = recommend.markdown(_recommended(result))
+    return _md_to_html(md) if md.startswith("|") else f"<p>{html.escape(md)}</p>"
+
+
 def write(result: dict[str, Any], out: Path) -> dict[str, Path]:
     """Write out/report.md, out/report.html and the plot PNGs; returns their paths."""
     out = Path(out)
@@ -205,7 +214,8 @@ def write(result: dict[str, Any], out: Path) -> dict[str, Path]:
             paths[name] = out / f"bench-{name}.png"
             paths[name].write_bytes(png)
     md = ["# Benchmark report", "", _models_md(result), "", "## Summary: median latency at batch 1", "",
-          summary_table(result), "", "## Artifacts", "", _accuracy_note(result), "",
+          summary_table(result), "", "## Recommended artifact per target", "", recommend.markdown(_recommended(result)),
+          "", "## Artifacts", "", _accuracy_note(result), "",
           _md(ARTIFACT_COLS, artifact_rows(result)), "", "## Latency per artifact and target", "",
           markdown_table(result), "", _gate_md(result), "", "## Plots", ""]
     md += [f"![{n}]({p.name})" for n, p in paths.items()]
@@ -254,6 +264,9 @@ def _html(result: dict[str, Any], figs: dict[str, bytes | None]) -> str:
     if models:
         parts.append("<ul>" + "".join(f"<li>{html.escape(x[2:])}</li>" for x in models.splitlines()) + "</ul>")
     parts.append("<h2>Summary: median latency at batch 1</h2>" + _table(SUMMARY_COLS, summary_rows(result)))
+    parts.append("<h2>Recommended artifact per target</h2><p>The fastest within the accuracy budget; rows whose 95% "
+                 "intervals overlap are level, and the smaller file wins among them.</p>"
+                 + _recommended_html(result))
     parts.append(f"<h2>Artifacts</h2><p>{html.escape(_accuracy_note(result))}</p>"
                  + _table(ARTIFACT_COLS, artifact_rows(result)))
     parts.append("<h2>Latency per artifact and target</h2><p>Greyed rows do not count (no parity or an error)."

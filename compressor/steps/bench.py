@@ -66,6 +66,7 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
     """The manifest's bench section: medians per row (samples stay in bench.json)."""
     return {"targets": result["targets"], "report": "report.html", "results": "bench.json",
             "matmul_gflops": result["machine"].get("matmul_gflops"),
+            "recommended": result.get("recommended", {}),  # per target: the fastest within budget, ties by size
             "rows": [{"artifact": r["artifact"], "setting": r["setting"], "counted": r["counted"],
                       "median_ms": r.get("summary_ms", {}).get("median"), "error": r.get("error")}
                      for r in result["rows"]]}
