@@ -18,7 +18,8 @@ FLAGS = {"target": "targets", "data": "data", "input_shape": "input_shape", "see
          "min_agreement": "min_agreement",
          "calib_method": "calib_method", "bench": "bench", "bench_bounds": "bench_bounds",
          "bench_device": "bench_device", "task": "task", "preprocess": "preprocess", "labels": "labels",
-         "tokenizer": "tokenizer", "opset": "opset"}
+         "tokenizer": "tokenizer", "opset": "opset",
+         "dynamic": "dynamic"}
 
 
 def add_run_arguments(p: argparse.ArgumentParser, with_model: bool = True) -> None:
@@ -43,6 +44,8 @@ def add_run_arguments(p: argparse.ArgumentParser, with_model: bool = True) -> No
                                     "the class folders'); written into every artifact")
     p.add_argument("--tokenizer", help="folder with the model's tokenizer.json, for text --data")
     p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    p.add_argument("--dynamic", help="ONNX dynamic axes: batch (default) or batch,seq (also the sequence length "
+                                     "of token inputs; checked at half the length too)")
     p.add_argument("--arch", help="package.module:ClassName for a state_dict")
     p.add_argument("--trust-model", action="store_true", help="allow unpickling a whole model (runs its code)")
     p.add_argument("--input-shape", help="input shape with batch, e.g. 1,3,32,32")

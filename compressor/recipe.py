@@ -43,7 +43,8 @@ KEYS: dict[str, tuple[type, str]] = {
     "bench": (RunConfig, "bench"), "bench_bounds": (RunConfig, "bench_bounds"),
     "bench_device": (RunConfig, "bench_device"), "task": (RunConfig, "task"),
     "preprocess": (RunConfig, "preprocess"), "labels": (RunConfig, "labels"), "tokenizer": (RunConfig, "tokenizer"),
-    "opset": (ExportOptions, "opset"), "input_dtype": (RunConfig, "input_dtype"), "inputs": (RunConfig, "inputs"),
+    "opset": (ExportOptions, "opset"), "dynamic": (ExportOptions, "dynamic"),
+    "input_dtype": (RunConfig, "input_dtype"), "inputs": (RunConfig, "inputs"),
 }
 EXPORT_KEYS = {k: f for k, (cls, f) in KEYS.items() if cls is ExportOptions}
 # flat keys that also set a field of the quantize config (as the flags do), by field name

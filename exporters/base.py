@@ -25,6 +25,7 @@ from compressor.core.errors import CompressError
 from compressor.core.registry import check_choice
 
 LAYOUTS = ("nchw", "nhwc")
+DYNAMIC = ("batch", "seq")
 TFJS_QUANT = ("float16", "uint8", "uint16")
 TFLITE_VARIANTS = ("float32", "float16", "dynamic-int8", "int8", "int16x8")
 
@@ -40,6 +41,8 @@ class ExportOptions:
     # accuracy budget of calibrated int8 variants (percentage points on the held-out inputs); None: parity only
     max_accuracy_drop: float | None = None
     min_agreement: float = 0.99  # top-1 agreement with the float model, with the budget
+    # ONNX's dynamic axes: the batch always; "seq" adds the sequence length of token inputs (2-D)
+    dynamic: tuple[str, ...] = ("batch",)
 
     def __post_init__(self) -> None:
         # checked here, so that a typo fails before any slow conversion starts
@@ -50,6 +53,11 @@ class ExportOptions:
             check_choice("TF.js quantization", self.tfjs_quant, TFJS_QUANT)
         for v in self.variants:
             check_choice("TFLite variant", v, TFLITE_VARIANTS)
+        for d in self.dynamic:
+            check_choice("--dynamic axis", d, DYNAMIC)
+        if "batch" not in self.dynamic:
+            raise CompressError(f"--dynamic {','.join(self.dynamic)}: the batch is always dynamic in ONNX; give "
+                                "batch or batch,seq")
         if self.calib_samples < 1:
             raise CompressError(f"--calib {self.calib_samples} must be at least 1")
         if self.max_accuracy_drop is not None:  # NaN or Inf would silently disable the budget
@@ -73,6 +81,7 @@ class Shared:
     saved_model: Path | None = None  # onnx2tf's SavedModel, shared by TFLite and TF.js
     saved_model_seconds: float = 0.0  # counted once, in the first artifact that reports it
     bundles: dict[Path, Artifact] = field(default_factory=dict)  # web bundles, to record their model's parity
+    skipped: dict[str, str] = field(default_factory=dict)  # default variants left out, and why (manifest)
 
     def take_saved_model_seconds(self) -> float:
         seconds, self.saved_model_seconds = self.saved_model_seconds, 0.0

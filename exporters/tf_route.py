@@ -1,7 +1,8 @@
 """The TensorFlow route shared by the TFLite and TF.js exporters: PyTorch -> ONNX -> SavedModel (onnx2tf).
 
 Made once per job and shared through the typed `job.shared` (tf_onnx, saved_model), in the job's
-private temporary folder outside the published output, removed when the job is collected.
+private temporary folder outside the published output, removed when the job is collected. The SavedModel
+comes from the conversion cache (exporters/cache.py) when the same graph went through the same onnx2tf before.
 
 Why these choices (measured, see docs/exporters.md):
 - the ONNX fed to onnx2tf comes from the TorchScript exporter (opset 17): onnx2tf handles it best; its
@@ -16,6 +17,7 @@ Why these choices (measured, see docs/exporters.md):
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -27,7 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from compressor.core.errors import CompressError, ConverterError
+from compressor.core.files import artifact_files
 
+from . import cache
 from .base import ExportJob
 
 # onnx2tf is run with a static batch (attention with a dynamic batch fails to convert), and a graph converted at
@@ -193,7 +197,8 @@ def onnx2tf_command(onnx_path: Path, out: Path, *, inputs: list[tuple[str, tuple
 
 
 def saved_model(job: ExportJob) -> Path:
-    """ONNX -> TensorFlow SavedModel with onnx2tf, once per job; returns the SavedModel folder."""
+    """ONNX -> TensorFlow SavedModel with onnx2tf, once per job (from the conversion cache when the same graph
+    was converted with the same command and versions before); returns the SavedModel folder."""
     if job.shared.saved_model is not None:
         return job.shared.saved_model
     import onnx
@@ -206,18 +211,54 @@ def saved_model(job: ExportJob) -> Path:
     work = job.private_dir() / "onnx2tf"
     work.mkdir(exist_ok=True)
     out = work / "saved_model"
+    cmd = onnx2tf_command(src, out, inputs=[(n, tuple(x.shape)) for n, x in zip(names, examples(job))],
+                          layout=layout_of(job))
+    key = saved_model_cache_key(src, cmd)
+    t0 = time.perf_counter()
+    meta = cache.fetch(key, out, link=True)  # read-only here: hard links cost nothing
+    note = None
+    if meta is None:
+        run_onnx2tf(cmd, src, out, work)
+        # onnx2tf's own .tflite files beside the SavedModel are not used (tflite.convert makes ours)
+        note = cache.store(key, out, time.perf_counter() - t0, skip=("*.tflite",))
+    seconds = time.perf_counter() - t0
+    record = {"key": key, **cache.status(key, meta, seconds, note, "saved_model_cache")}
+    (work / "cache.json").write_text(json.dumps(record))
+    job.shared.saved_model = out
+    job.shared.saved_model_seconds = seconds
+    return out
+
+
+def saved_model_cache_key(src: Path, cmd: list[str]) -> str | None:
+    """The SavedModel's cache key: the graph onnx2tf reads, its command line without paths, the versions of
+    the tools that shape its output (onnxsim runs inside onnx2tf); None when the cache is off."""
+    if cache.root() is None:
+        return None
+    paths = {cmd[0], cmd[cmd.index("-i") + 1], cmd[cmd.index("-o") + 1]}
+    return cache.make_key(kind="saved_model", onnx=cache.files_digest(artifact_files(src, "onnx")),
+                          args=[a for a in cmd if a not in paths],
+                          versions=cache.versions("onnx2tf", "tensorflow", "tf_keras", "onnx", "onnxsim"))
+
+
+def saved_model_cache(job: ExportJob) -> dict:
+    """How the job's SavedModel was made: {"key", "saved_model_cache": hit/miss/off, ...} ({} before it is)."""
+    try:
+        return json.loads((job.private_dir() / "onnx2tf" / "cache.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def run_onnx2tf(cmd: list[str], src: Path, out: Path, work: Path) -> None:
+    """onnx2tf as a subprocess in `work`; a one-line error naming the layer when no SavedModel comes out."""
     # onnx2tf downloads this sample-image file from GitHub for 3-channel image inputs (its own checks; we
     # calibrate with the user's data). Nothing may be downloaded at run time: give it a local stand-in.
     sample = work / CALIBRATION_SAMPLE
     if not sample.exists():
         np.save(sample, np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32))
-    cmd = onnx2tf_command(src, out, inputs=[(n, tuple(x.shape)) for n, x in zip(names, examples(job))],
-                          layout=layout_of(job))
     # onnx2tf skips onnxsim unless the environment's bin folder is on PATH; it runs in `work`, where it
     # would write (and for int8, download) its own calibration file: nothing reaches the user's folders.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
            "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "-1"}
-    t0 = time.perf_counter()
     try:
         proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=ONNX2TF_TIMEOUT,
                               check=False)
@@ -227,9 +268,6 @@ def saved_model(job: ExportJob) -> Path:
     (work / "onnx2tf.log").write_text(log)
     if not (out / "saved_model.pb").exists():
         raise conversion_error("onnx2tf", src, log)
-    job.shared.saved_model = out
-    job.shared.saved_model_seconds = time.perf_counter() - t0
-    return out
 
 
 def conversion_error(tool: str, onnx_path: Path, log: str) -> CompressError:

@@ -27,7 +27,7 @@ from compressor.core.errors import CompressError, ConverterError
 from compressor.core.parity import Parity, compare, compare_all, page_rule, rule
 from compressor.core.registry import check_choice
 
-from . import bundle, tf_route
+from . import bundle, cache, tf_route
 from .base import TFJS_QUANT, ExportJob
 
 NAME = "tfjs"
@@ -81,6 +81,37 @@ def convert_saved_model(saved_model: Path, out: Path, quant: str | None = None,
     return time.perf_counter() - t0
 
 
+def convert_cached(saved_model: Path, out: Path, job: ExportJob) -> dict:
+    """convert_saved_model into `out`, from the conversion cache when the same SavedModel, quantization and
+    converter were seen before; returns the artifact's cache record and the "seconds" taken."""
+    key = cache_key(job)
+    t0 = time.perf_counter()
+    meta = cache.fetch(key, out)  # copies, not links: the folder is published to the user
+    note = None
+    if meta is None:
+        convert_saved_model(saved_model, out, job.options.tfjs_quant, tf_route.tf_onnx(job))
+        note = cache.store(key, out, time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, **cache.status(key, meta, seconds, note)}
+
+
+def cache_key(job: ExportJob) -> str | None:
+    """The SavedModel's key + the converter's flags (its command line without paths) + the versions in its
+    environment; None when the cache is off or those versions cannot be read (a COMPRESS_TFJS_CONVERTER
+    outside a virtualenv)."""
+    sm_key = tf_route.saved_model_cache(job).get("key")
+    if sm_key is None:
+        return None
+    venv = converter().parent.parent
+    found = cache.versions("tensorflowjs", "tensorflow", "tensorflow-cpu", "tf_keras",
+                           path=[str(p) for p in venv.glob("lib/python*/site-packages")])
+    if "tensorflowjs" not in found:
+        return None
+    flags = converter_command(Path("SM"), Path("OUT"), job.options.tfjs_quant)[1:-2]
+    return cache.make_key(kind="tfjs", saved_model=sm_key, flags=flags, versions=found,
+                          env={"TF_ENABLE_ONEDNN_OPTS": "0"})
+
+
 def bundle_dir(job: ExportJob, default: str) -> Path:
     return job.workdir / (job.options.bundle or default)
 
@@ -127,7 +158,10 @@ def export(job: ExportJob) -> list[Artifact]:
     dest = bundle_dir(job, "web")
     if dest.exists():
         raise CompressError(f"bundle folder {dest.name} is used twice; give --bundle another name")
-    seconds = convert_saved_model(sm, dest / "model", job.options.tfjs_quant, tf_route.tf_onnx(job)) + shared
+    cached = convert_cached(sm, dest / "model", job)
+    seconds = cached.pop("seconds") + shared
+    if shared:  # this artifact reports the SavedModel's time: say whether onnx2tf ran
+        cached.update({k: v for k, v in tf_route.saved_model_cache(job).items() if k != "key"})
     spec = _signature(dest / "model" / "model.json")
     m = meta(job, "tfjs", variant, spec[0], spec[1])
     layout = m["layout"]
@@ -140,7 +174,7 @@ def export(job: ExportJob) -> list[Artifact]:
                      convert_seconds=seconds, extra={"converter": "onnx2tf (SavedModel) + tensorflowjs_converter "
                                                      "(.venv-tfjs)", "layout": layout, "batch": tf_route.STATIC_BATCH,
                                                      "weight_quantization":
-                                                     job.options.tfjs_quant, "files": files})
+                                                     job.options.tfjs_quant, "files": files, **cached})
     web = Artifact(path=dest, format="web-bundle", variant="tfjs", inputs=spec[0], outputs=spec[1],
                    convert_seconds=time.perf_counter() - t0, extra={"runtime": "tfjs (wasm)", **stats})
     job.shared.bundles[dest] = web

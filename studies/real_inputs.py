@@ -37,7 +37,7 @@ def make_cnn(work: Path) -> list[str]:
 
     folder = work / "images"
     imgs = smooth_images(240, 288, seed=0).numpy()  # about zero mean, unit spread
-    tints = np.random.default_rng(1).standard_normal((10, 3)) * 0.8  # each class a colour cast: learnable
+    tints = np.random.default_rng(1).standard_normal((10, 3)) * 2.0  # each class a clear colour cast
     for i, img in enumerate(imgs):
         d = folder / f"class_{i % 10}"
         d.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # One cache for the whole test run (and later runs): the demo teacher is trained once.
 os.environ.setdefault("COMPRESS_CACHE", str(ROOT / ".cache" / "test"))
+# No conversion cache unless a test points it at its own tmp_path (tests/exporters/test_cache.py): a hit
+# would skip the very conversions the tests check, and tests must never share converted files.
+os.environ["COMPRESS_CONVERSION_CACHE"] = "off"
 
 
 @pytest.fixture(autouse=True)

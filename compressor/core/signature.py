@@ -69,6 +69,7 @@ class Flat(nn.Module):
         self.output_names: list[str] | None = None
         self.static_batch = getattr(module, "static_batch", None)
         self.scripted = isinstance(module, torch.jit.ScriptModule)  # only the TorchScript ONNX exporter takes it
+        self.training = module.training  # the wrapper's mode is the model's: predict() restores it on both
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         out = self.inner(**dict(zip(self.input_names, xs))) if self.by_name else self.inner(*xs)

@@ -74,3 +74,7 @@ def export(s: State) -> None:
         with s.console.status(f"exporting {target} ..."):
             made = exporter.export(job)
         check_and_keep(s, made, lambda a, e=exporter: e.validate(a, job), _printed(s))
+    for name, why in job.shared.skipped.items():  # a default variant that missed its budget: said, not shipped
+        s.console.print(f"[yellow]skipped[/] {name}: {why}", soft_wrap=True)
+    if job.shared.skipped:
+        s.sections["skipped"] = dict(job.shared.skipped)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from compressor.core import feeds
 from compressor.core.artifact import Artifact, TensorSpec, batch1
 from compressor.core.errors import ConverterError
 from compressor.core.files import onnx_external_data
@@ -49,16 +50,21 @@ def _example_batch(example: torch.Tensor | tuple[torch.Tensor, ...], n: int = 2)
     return tuple(x.expand(n, *x.shape[1:]).contiguous() for x in xs)
 
 
-def _dynamic(model: torch.nn.Module, x: tuple[torch.Tensor, ...], batch: object) -> tuple:
+def _dynamic(model: torch.nn.Module, x: tuple[torch.Tensor, ...], batch: object, seq: bool) -> tuple | None:
     """torch.export's dynamic_shapes follow forward's signature: one entry per parameter, and Flat's
-    forward(*xs) has one parameter holding every input."""
-    dims = tuple({0: batch} for _ in x)
+    forward(*xs) has one parameter holding every input. Token inputs (2-D) share one sequence length, whose
+    range torch.export infers (AUTO: a model's position table bounds it)."""
+    if batch is None and not seq:
+        return None
+    dims = tuple({**({0: batch} if batch is not None else {}),
+                  **({1: torch.export.Dim.AUTO} if seq and t.dim() == 2 else {})} for t in x)
     return (dims,) if isinstance(model, Flat) else dims
 
 
 def to_onnx(model: torch.nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...], path: Path, *,
-            opset: int | None = None, exporter: str = "auto", batch: int | None = None) -> dict:
-    """Write `model` as ONNX with a dynamic batch axis (or fixed at `batch`); returns how it was made.
+            opset: int | None = None, exporter: str = "auto", batch: int | None = None, seq: bool = False) -> dict:
+    """Write `model` as ONNX with a dynamic batch axis (or fixed at `batch`), and with `seq` a dynamic sequence
+    length on every token input (2-D: batch, length); returns how it was made.
 
     exporter: "dynamo" (torch.export based), "torchscript", or "auto" (dynamo, then TorchScript).
     A TorchScript module can only go through the TorchScript exporter.
@@ -83,16 +89,20 @@ def to_onnx(model: torch.nn.Module, example: torch.Tensor | tuple[torch.Tensor, 
                     dim = torch.export.Dim("batch", min=1, max=4096)
                     torch.onnx.export(model, x, str(path), dynamo=True, opset_version=opset,
                                       input_names=names, output_names=out_names,
-                                      dynamic_shapes=None if static else _dynamic(model, x, dim),
+                                      dynamic_shapes=_dynamic(model, x, None if static else dim, seq),
                                       optimize=True, verbose=False)
                 else:
+                    axes = {n: {**({} if static else {0: "batch"}), **({1: "seq"} if seq and t.dim() == 2 else {})}
+                            for n, t in zip(names, x)}
+                    axes.update({n: {0: "batch"} for n in out_names if not static})
                     torch.onnx.export(model, x, str(path), dynamo=False, opset_version=opset or TORCHSCRIPT_OPSET,
                                       input_names=names, output_names=out_names,
-                                      dynamic_axes=None if static else {n: {0: "batch"} for n in names + out_names},
+                                      dynamic_axes={n: a for n, a in axes.items() if a} or None,
                                       training=torch.onnx.TrainingMode.PRESERVE)
             inline_weights(path)
             why = "as asked" if batch else "the .pt2 program was exported with a static batch"
-            return {"exporter": how, "opset": opset_of(path), "batch": f"fixed {static} ({why})" if static else "dynamic"}
+            return {"exporter": how, "opset": opset_of(path), "batch": f"fixed {static} ({why})" if static else "dynamic",
+                    **({"sequence": "dynamic"} if seq else {})}
         except OSError:
             raise  # disk full, read-only: the caller reports those, not as an export failure
         except Exception as e:  # noqa: BLE001 - each exporter fails in its own way; keep the reasons
@@ -213,7 +223,7 @@ def input_spec(path: Path) -> tuple[tuple[int, ...], str]:
 def export(job: ExportJob) -> list[Artifact]:
     t0 = time.perf_counter()
     raw = job.workdir / "model.raw.onnx"
-    how = to_onnx(job.model, job.example, raw, opset=job.options.opset)
+    how = to_onnx(job.model, job.example, raw, opset=job.options.opset, seq="seq" in job.options.dynamic)
     path = job.workdir / "model.onnx"
     optimize(raw, path)
     raw.unlink()
@@ -221,7 +231,8 @@ def export(job: ExportJob) -> list[Artifact]:
         write_labels(path, job.class_names)
     ins, outs = io_specs(path)
     made = Artifact(path=path, format="onnx", variant="float32", inputs=ins, outputs=outs, opset=how["opset"],
-                    convert_seconds=time.perf_counter() - t0, extra={"exporter": how["exporter"], "batch": how["batch"]})
+                    convert_seconds=time.perf_counter() - t0,
+                    extra={k: how[k] for k in ("exporter", "batch", "sequence") if k in how})
     job.shared.float_onnx = made  # onnx-web ships it; the TF route falls back on it
     return [made]
 
@@ -254,4 +265,30 @@ def validate(artifact: Artifact, job: ExportJob) -> Parity:
     k = min(ONE_BY_ONE, len(job.inputs))
     single = judged(job.inputs[:k], job.reference[:k], None, 1)
     artifact.extra["checked_batches"] = batches
-    return whole if single.passed else single
+    if not single.passed:
+        return single
+    if artifact.extra.get("sequence") == "dynamic":  # and at half the sequence length, against PyTorch there
+        x, length = shorter(job.inputs[:k])
+        p = judged(x, torch_outputs(job.model, x), None, 256)
+        artifact.extra["checked_sequence_lengths"] = [length, int(feeds.fields(job.inputs[:1])[0].shape[1])]
+        if not p.passed:
+            return p
+    return whole
+
+
+def shorter(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """The token inputs (2-D fields) cut to half their length (at least 2), the others as they are."""
+    named = feeds.as_dict(x)
+    length = max(2, next(a.shape[1] for a in named.values() if a.ndim == 2) // 2)
+    cut = {n: np.ascontiguousarray(a[:, :length]) if a.ndim == 2 else a for n, a in named.items()}
+    return (feeds.pack(cut) if feeds.is_packed(x) else next(iter(cut.values()))), length
+
+
+@torch.no_grad()
+def torch_outputs(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    """PyTorch's outputs on `x`, packed as the reference is (several outputs: a field each)."""
+    out = model(*[torch.from_numpy(a) for a in feeds.fields(x)])
+    tensors = list(out) if isinstance(out, tuple) else [out]
+    names = getattr(model, "output_names", None) or ["output"]
+    arrays = {n: t.float().numpy() for n, t in zip(names, tensors)}
+    return feeds.pack(arrays)

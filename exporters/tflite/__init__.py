@@ -30,10 +30,10 @@ import numpy as np
 
 from compressor.core import feeds
 from compressor.core.artifact import Artifact, TensorSpec, batch1
-from compressor.core.errors import CompressError, ConverterError
+from compressor.core.errors import BudgetError, CompressError, ConverterError
 from compressor.core.parity import Parity, compare_all
 
-from .. import tf_route
+from .. import cache, tf_route
 from ..base import TFLITE_VARIANTS, ExportJob
 
 NAME = "tflite"
@@ -133,6 +133,35 @@ def convert(saved_model: Path, variant: str, job: ExportJob, *, per_channel: boo
             return conv.convert()
     except Exception as e:  # noqa: BLE001 - ConverterError and friends; turned into one line below
         raise converter_error(job, variant, str(e)) from None
+
+
+def convert_cached(saved_model: Path, variant: str, job: ExportJob, path: Path) -> dict:
+    """convert() written to `path`, from the conversion cache when the same SavedModel, variant, calibration
+    data and converter were seen before; returns the artifact's cache record."""
+    key = variant_cache_key(variant, job)
+    t0 = time.perf_counter()
+    got = cache.fetch_bytes(key, "model.tflite")
+    note = None
+    if got is None:
+        data = convert(saved_model, variant, job)
+        note = cache.store_bytes(key, "model.tflite", data, time.perf_counter() - t0)
+    else:
+        data = got[0]
+    path.write_bytes(data)
+    return cache.status(key, got[1] if got else None, time.perf_counter() - t0, note)
+
+
+def variant_cache_key(variant: str, job: ExportJob) -> str | None:
+    """The SavedModel's key + the variant + what the converter is given (calibration data for the calibrated
+    variants, this module's source for its settings) + TensorFlow's version; None when the cache is off."""
+    sm_key = tf_route.saved_model_cache(job).get("key")
+    if sm_key is None:
+        return None
+    calib = variant in ("int8", "int16x8")
+    return cache.make_key(kind="tflite", saved_model=sm_key, variant=variant, per_channel=True,
+                          calib=cache.array_digest(np.asarray(job.calib)) if calib else None,
+                          layout=tf_route.layout_of(job), float_inputs=float_inputs(job),
+                          source=cache.files_digest([Path(__file__)]), versions=cache.versions("tensorflow"))
 
 
 def converter_error(job: ExportJob, variant: str, text: str) -> CompressError:
@@ -267,6 +296,7 @@ def export(job: ExportJob) -> list[Artifact]:
     variants = variants_of(job)  # a wrong name fails before the slow conversion
     sm = tf_route.saved_model(job)
     shared = job.shared.take_saved_model_seconds() if "float32" in variants else 0.0
+    saved_model_cache = {k: v for k, v in tf_route.saved_model_cache(job).items() if k != "key"}
     folder = job.workdir / "tflite"
     folder.mkdir(exist_ok=True)
     made = []
@@ -278,11 +308,18 @@ def export(job: ExportJob) -> list[Artifact]:
             # the budget's search judges one output; several are held to their parity rules alone
             budget = {"budget": f"not applied: the model has {len(feeds.names(job.reference))} outputs, each held "
                                 "to its parity rule"}
-            path.write_bytes(convert(sm, variant, job))
+            budget.update(convert_cached(sm, variant, job, path))
         elif variant == "int8" and job.options.max_accuracy_drop is not None:
-            budget = _int8_within_budget(job, sm, path)
+            try:
+                budget = _int8_within_budget(job, sm, path)  # a search over settings: not cached
+            except BudgetError as e:
+                if job.options.variants:  # asked for by name: the run fails, as the user expects
+                    raise
+                # one of the default variants: skipped with the reason, the others still ship
+                job.shared.skipped[f"tflite:{variant}"] = str(e).splitlines()[0] + " " + str(e).splitlines()[-1]
+                continue
         else:
-            path.write_bytes(convert(sm, variant, job))
+            budget = convert_cached(sm, variant, job, path)
         if job.class_names:
             attach_labels(path, job.class_names)
         ops = tf_route.graph_ops(path)
@@ -294,7 +331,7 @@ def export(job: ExportJob) -> list[Artifact]:
             path=path, format="tflite", variant=variant, inputs=ins, outputs=outs,
             convert_seconds=time.perf_counter() - t1 + (shared if variant == "float32" else 0.0),
             extra={"converter": "onnx2tf (SavedModel) + tf.lite.TFLiteConverter", "layout": tf_route.layout_of(job),
-                   "batch": BATCH,
+                   "batch": BATCH, **(saved_model_cache if variant == "float32" else {}),
                    "calibration_samples": len(job.calib) if variant in ("int8", "int16x8") else 0,
                    **tf_route.transpose_stats(ops), "op_counts": dict(sorted(counts.items())), **budget,
                    **({"labels": "labels.txt packed in the .tflite (zip)"} if job.class_names else {})}))

@@ -73,6 +73,8 @@ def test_a_bert_program_is_read_with_every_input_and_output_named(tmp_path, enco
     assert feeds.names(d.x) == ("input_ids", "attention_mask") and (d.x["attention_mask"] == 1).all()
     out = predict(lm.module, d.x[:5])
     assert out["last_hidden_state"].shape == (5, 12, 32) and out["pooler_output"].shape == (5, 32)
+    # the wrapper keeps the model's eval mode: a second predict() must not run with dropout on
+    assert not lm.module.training and np.array_equal(predict(lm.module, d.x[:5])["pooler_output"], out["pooler_output"])
 
 
 def test_onnx_keeps_names_and_a_dynamic_batch_checked_at_1_and_n(tmp_path, encoder):
@@ -226,3 +228,21 @@ def test_the_benchmark_refuses_several_inputs_in_one_line(tmp_path):
               {"name": "attention_mask", "shape": [1, 12], "dtype": "int64"}]
     with pytest.raises(CompressError, match="onnx:float32 takes 2 inputs; the benchmark feeds models with one"):
         item("onnx:float32", tmp_path / "model.onnx", "onnx", "float32", inputs, None)
+
+
+def test_dynamic_sequence_length_is_checked_at_half_the_length(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from compressor.loading import finish
+
+    cfg = transformers.BertConfig(vocab_size=128, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=64, max_position_embeddings=64)
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(0)
+    lm = finish(transformers.BertModel(cfg).eval(), kind="python", source="bert", sha="-", meta={},
+                input_shape=None, inputs=[("input_ids", (1, 16), "int64"), ("attention_mask", (1, 16), "int64")])
+    x = data_inputs.load("random", lm.inputs).x[:10]
+    job = job_for(lm, x, tmp_path, dynamic=("batch", "seq"))
+    (a,) = onnx_exporter.export(job)
+    assert a.extra["sequence"] == "dynamic" and a.inputs[0].shape[1] != 16  # a symbolic length in the graph
+    assert onnx_exporter.validate(a, job).passed
+    assert a.extra["checked_sequence_lengths"] == [8, 16] and a.extra["checked_batches"] == [1, 10]

@@ -179,3 +179,34 @@ def test_a_model_that_int8_input_rounding_breaks_is_named_as_the_cause(tmp_path)
         int8_within_budget(job, tf_route.saved_model(job), x[40:], AccuracyBudget(1.0, 0.99), workdir=tmp_path / "w",
                            max_float_layers=1)
     assert not list((tmp_path / "w").glob("*.tflite"))
+
+
+@pytest.mark.slow
+def test_a_default_int8_that_misses_its_budget_is_skipped_with_the_reason(tmp_path, monkeypatch):
+    """One failing default variant never throws the others away; asked for by name, it fails the run."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from compressor.core.errors import BudgetError
+    from exporters import tflite
+    from exporters.base import ExportJob, ExportOptions
+
+    def missed(*_a, **_k):
+        raise BudgetError("tflite int8 cannot meet the accuracy budget (drop <= 1.0 points); tried:\n1 ...\n"
+                          "cause: the float model itself agrees only 79.17% with PyTorch ...")
+    monkeypatch.setattr(tflite, "_int8_within_budget", missed)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(144, 5)).eval()
+    x = np.random.default_rng(0).standard_normal((12, 3, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    job = ExportJob(model=model, example=torch.from_numpy(x[:1]), inputs=x, reference=ref, calib=x, workdir=tmp_path,
+                    options=ExportOptions(max_accuracy_drop=1.0))
+    made = tflite.export(job)
+    assert [a.variant for a in made] == ["float32", "float16", "dynamic-int8"]
+    assert job.shared.skipped["tflite:int8"].startswith("tflite int8 cannot meet the accuracy budget")
+    assert "cause: the float model itself" in job.shared.skipped["tflite:int8"]
+    named = dataclasses.replace(job, options=ExportOptions(max_accuracy_drop=1.0, variants=("int8",)))
+    with pytest.raises(BudgetError):
+        tflite.export(named)
