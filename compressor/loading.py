@@ -24,6 +24,7 @@ from torch import nn
 
 from .core.artifact import TensorSpec
 from .core.errors import CompressError
+from .core.files import sha256_of
 from .core.signature import Flat, call_names, flatten, public_name
 from .data import physical_memory
 from .pt2 import ExportedModule, PickleRefused, pickles_refused, program_meta, register_output_types
@@ -82,14 +83,6 @@ def parse_shape(text: str) -> tuple[int, ...]:
     if not dims or any(d <= 0 for d in dims):
         raise CompressError(f"--input-shape {text!r} must have positive dimensions; write it like 1,3,32,32")
     return dims
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def detect_format(path: Path) -> str:

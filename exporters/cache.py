@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from compressor.core.files import sha256_of
+
 VERSION = 1  # bump when an entry's layout or a key's meaning changes
 DEFAULT_GB = 5.0
 STALE = 3600  # seconds after which a writer's leftover temporary folder is removed
@@ -62,7 +64,7 @@ def files_digest(paths: list[Path]) -> str:
     """sha256 of files' contents in the order given (streamed: a SavedModel's weights can be large)."""
     h = hashlib.sha256()
     for p in paths:
-        h.update(_sha256(p).encode())
+        h.update(sha256_of(p).encode())
     return h.hexdigest()
 
 
@@ -83,14 +85,6 @@ def versions(*names: str, path: list[str] | None = None) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file())
 
@@ -108,7 +102,7 @@ def _matches(folder: Path, files: dict) -> bool:
     try:
         present = {str(p.relative_to(folder)) for p in _files(folder)}
         return present == set(files) and all(
-            (folder / n).stat().st_size == f["bytes"] and _sha256(folder / n) == f["sha256"] for n, f in files.items())
+            (folder / n).stat().st_size == f["bytes"] and sha256_of(folder / n) == f["sha256"] for n, f in files.items())
     except (OSError, KeyError, TypeError):
         return False
 
@@ -189,7 +183,7 @@ def store(key: str | None, src: Path, seconds: float, *, skip: tuple[str, ...] =
         else:
             data.mkdir()
             shutil.copy2(src, data / src.name)
-        files = {str(p.relative_to(data)): {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in _files(data)}
+        files = {str(p.relative_to(data)): {"bytes": p.stat().st_size, "sha256": sha256_of(p)} for p in _files(data)}
         meta = {"version": VERSION, "seconds": round(seconds, 3), "created": time.time(), "files": files,
                 "bytes": sum(f["bytes"] for f in files.values())}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))

@@ -49,6 +49,15 @@ def sizes(path: Path, fmt: str = "") -> dict[str, int]:
     return {"size_bytes": raw, "gzip_bytes": gz}
 
 
+def sha256_of(path: Path) -> str:
+    """A file's sha256, read in blocks (models and SavedModels can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def digest(path: Path) -> tuple[int, str]:
     """(size, sha256) of a file, or of a folder's files in sorted order (their relative names included)."""
     h, size = hashlib.sha256(), 0

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import CompressError
-from ..loading import sha256_of
+from ..core.files import sha256_of
 
 VERSION = 1  # bump when the layout or the meaning of the cached arrays changes
 
