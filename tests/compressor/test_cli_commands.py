@@ -200,6 +200,7 @@ def test_json_error_of_a_failed_run_carries_its_exit_code(tmp_path, capsys, monk
     assert err.strip().splitlines()[-1] == f"error: {doc['error']}"
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_a_recipe_runs_the_same_job_as_its_flags(tmp_path):
     (tmp_path / "r.yaml").write_text("targets: [onnx]\nquantize: int8\nbench: [cpu]\nbench_bounds: quick\n")

@@ -241,6 +241,7 @@ def test_recorded_preprocessing_in_meta_and_manifest(site):
 
 
 
+@pytest.mark.heavy
 @pytest.mark.browser
 @pytest.mark.slow
 def test_tfjs_nhwc_bundle_takes_an_image(tmp_path):

@@ -9,6 +9,7 @@ from exporters import tflite
 from exporters.base import ExportJob, ExportOptions
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 @pytest.mark.tflite
 def test_int8_variant_records_its_budget_search(tmp_path):

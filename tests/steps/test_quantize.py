@@ -60,6 +60,7 @@ def test_qat_with_a_tflite_target_makes_the_tflite_int8_only(tmp_path):
     assert not list(out.glob("*.onnx"))
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 @pytest.mark.browser
 def test_int8_with_onnx_web_adds_a_checked_int8_bundle(tmp_path):
