@@ -125,7 +125,7 @@ def run(name: str, args: list[str], work: Path) -> None:
         print(proc.stderr.strip().splitlines()[-1])
         return
     m = json.loads((out / "manifest.json").read_text())
-    print(f"inputs {m['teacher'].get('inputs')}; labels {m.get('labels')}; skipped {m.get('skipped_targets')}")
+    print(f"inputs {m['teacher'].get('inputs')}; labels {m.get('labels')}; skipped {m.get('skipped')}")
     print("\n".join(parity_rows(m)))
     for a in m["artifacts"]:
         extra = {k: a.get("extra", {}).get(k) for k in ("batch", "checked_batches", "output_names") if a.get("extra", {}).get(k)}
