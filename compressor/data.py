@@ -421,6 +421,21 @@ def sample_shape(spec: str, channels: int | None = None) -> tuple[int, ...] | No
     return None
 
 
+def input_guess(spec: str) -> tuple[tuple[int, ...], str] | None:
+    """The model input an .npz's x implies (batch 1, and int64 for integers such as token ids, else float32), for
+    a model that does not say its own; None for other data (images are resized: their size says nothing)."""
+    p = Path(spec)
+    if p.suffix != ".npz" or not p.is_file():
+        return None
+    try:
+        shape, dtype = _npy_headers(p)["x"]
+    except Exception:  # noqa: BLE001 - no x, or not an .npz: load() says what is wrong
+        return None
+    if len(shape) < 2 or not all(d > 0 for d in shape[1:]):
+        return None
+    return (1, *shape[1:]), "int64" if np.dtype(dtype).kind in "iu" and np.dtype(dtype) != np.uint8 else "float32"
+
+
 def check_shape(sample: tuple[int, ...] | None, input_shape: tuple[int, ...], spec: str = "") -> None:
     want = tuple(input_shape[1:])
     if sample is None or (len(sample) == len(want) and all(s in (-1, w) for s, w in zip(sample, want))):

@@ -291,7 +291,8 @@ def _input_specs(module: nn.Module, meta: dict, source: str, input_shape: tuple[
 def finish(module: nn.Module, *, kind: str, source: str, sha: str, meta: dict,
            input_shape: tuple[int, ...] | None,
            check_shape: Callable[[tuple[int, ...]], None] | None = None, task: str | None = None,
-           input_dtype: str | None = None, inputs: list[Given] | None = None) -> LoadedModel:
+           input_dtype: str | None = None, inputs: list[Given] | None = None,
+           from_data: tuple[tuple[int, ...], str] | None = None) -> LoadedModel:
     """Check weights, settle every input's name, shape and dtype, and run one forward pass to prove they fit
     and to learn the outputs.
 
@@ -304,6 +305,8 @@ def finish(module: nn.Module, *, kind: str, source: str, sha: str, meta: dict,
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise CompressError(f"weight {name} of {source} contains NaN or Inf; fix or retrain the model")
     given = _input_specs(module, meta, source, input_shape, input_dtype, inputs)
+    if len(given) == 1 and given[0][1] is None and from_data is not None:  # the model does not say: the data does
+        given = [(given[0][0], from_data[0], given[0][2] or from_data[1])]
     missing = [n or f"input {i}" for i, (n, shape, _) in enumerate(given) if shape is None]
     if missing:
         what = "--input-shape, e.g. 1,3,32,32" if len(given) == 1 else "--input NAME:SHAPE:DTYPE for each input"
@@ -390,13 +393,15 @@ def _probe(module: nn.Module, names: list[str], specs: tuple[TensorSpec, ...], b
 def load_model(path: str | Path, *, arch: str | None = None, trust_model: bool = False,
                input_shape: tuple[int, ...] | None = None,
                check_shape: Callable[[tuple[int, ...]], None] | None = None, task: str | None = None,
-               input_dtype: str | None = None, inputs: list[Given] | None = None) -> LoadedModel:
-    """Load a model file in any supported format; errors are one-line CompressErrors."""
+               input_dtype: str | None = None, inputs: list[Given] | None = None,
+               from_data: tuple[tuple[int, ...], str] | None = None) -> LoadedModel:
+    """Load a model file in any supported format; errors are one-line CompressErrors. `from_data`: the input
+    the data implies (shape, dtype), used only when neither the options nor the file say it."""
     path = Path(path)
     fmt = detect_format(path)
     module, kind, meta = _load_any(path, fmt, arch, trust_model)
     return finish(module, kind=kind, source=str(path), sha=sha256_of(path), meta=meta, input_shape=input_shape,
-                  check_shape=check_shape, task=task, input_dtype=input_dtype, inputs=inputs)
+                  check_shape=check_shape, task=task, input_dtype=input_dtype, inputs=inputs, from_data=from_data)
 
 
 def from_module(module: nn.Module, input_shape: tuple[int, ...] | None = None, name: str = "model",

@@ -30,7 +30,8 @@ def load(s: State) -> None:
         s.teacher = load_model(s.cfg.model, arch=s.cfg.arch, trust_model=s.cfg.trust_model,
                                input_shape=s.cfg.input_shape, check_shape=data_fits, task=s.cfg.task,
                                input_dtype=s.cfg.input_dtype,
-                               inputs=[parse_input(t) for t in s.cfg.inputs] if len(s.cfg.inputs) > 1 else None)
+                               inputs=[parse_input(t) for t in s.cfg.inputs] if len(s.cfg.inputs) > 1 else None,
+                               from_data=datasets.input_guess(spec))
     t = s.teacher
     if t.multi and (s.cfg.quantize is not None or s.cfg.bench):  # distillation takes them (compressor/distill/batches.py)
         what = "--quantize" if s.cfg.quantize is not None else "--bench"

@@ -225,3 +225,28 @@ def test_class_names_and_bad_metadata_from_the_file(tmp_path):
         torch.jit.save(scripted, str(p), _extra_files={META_FILE: junk})
         with pytest.raises(CompressError, match="pass --input-shape"):  # ignored, not a traceback
             load_model(p)
+
+
+def test_the_data_gives_the_input_when_the_model_does_not(tmp_path):
+    """An .npz's x says the input (batch 1; integers as int64 token ids) when neither the file nor the options do."""
+    import json
+
+    import numpy as np
+
+    from tests.conftest import run_cli
+
+    torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Linear(12, 3))), str(tmp_path / "mlp.pt"))
+    x = np.random.default_rng(0).standard_normal((40, 12)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=np.arange(40) % 3)
+    r = run_cli(tmp_path / "mlp.pt", "--data", tmp_path / "d.npz", "--out", tmp_path / "o", timeout=120)
+    assert r.returncode == 0, r.stderr
+    teacher = json.loads((tmp_path / "o" / "manifest.json").read_text())["teacher"]
+    assert teacher["input_shape"] == [1, 12] and teacher["input_dtype"] == "float32"
+    emb = torch.nn.Sequential(torch.nn.Embedding(50, 4), torch.nn.Flatten(), torch.nn.Linear(24, 3))
+    torch.jit.save(torch.jit.script(emb), str(tmp_path / "emb.pt"))
+    np.savez(tmp_path / "ids.npz", x=np.random.default_rng(0).integers(0, 50, (40, 6)))
+    from compressor.data import input_guess
+
+    assert input_guess(str(tmp_path / "ids.npz")) == ((1, 6), "int64") and input_guess("digits") is None
+    m = load_model(tmp_path / "emb.pt", from_data=input_guess(str(tmp_path / "ids.npz")))
+    assert m.input_shape == (1, 6) and m.input_dtype == torch.int64
