@@ -246,3 +246,20 @@ def test_dynamic_sequence_length_is_checked_at_half_the_length(tmp_path):
     assert a.extra["sequence"] == "dynamic" and a.inputs[0].shape[1] != 16  # a symbolic length in the graph
     assert onnx_exporter.validate(a, job).passed
     assert a.extra["checked_sequence_lengths"] == [8, 16] and a.extra["checked_batches"] == [1, 10]
+
+
+@pytest.mark.heavy
+@pytest.mark.browser
+def test_a_dict_detector_in_the_browser_bundles(tmp_path):
+    from exporters import onnx_web, tfjs
+
+    torch.manual_seed(0)
+    lm = from_module(Detector().eval(), input_shape=(1, 3, 16, 16), task="regression")
+    x = np.random.default_rng(0).standard_normal((6, 3, 16, 16)).astype(np.float32)
+    job = job_for(lm, x, tmp_path)
+    for exporter in (onnx_web, tfjs):
+        for a in exporter.export(job):
+            p = exporter.validate(a, job)
+            assert p.passed, (a.name, p.failure())
+            if a.format == "tfjs":
+                assert a.extra["output_names"] == {"output_0": "boxes", "output_1": "scores"}
