@@ -23,7 +23,12 @@ def as_tensors(x: np.ndarray) -> list[torch.Tensor]:
 
 
 def _outputs(model: nn.Module, x: np.ndarray) -> list[torch.Tensor]:
-    out = model(*as_tensors(x))
+    try:
+        out = model(*as_tensors(x))
+    except (IndexError, RuntimeError, ValueError, TypeError) as e:  # the user's model refusing the user's data
+        why = ([ln.strip() for ln in str(e).splitlines() if ln.strip()] or [""])[-1][:200]
+        raise CompressError(f"the model fails on the data ({type(e).__name__}: {why}); check that the data fits "
+                            "it (token ids below its vocabulary size, the right input order and shapes)") from None
     if isinstance(out, torch.Tensor):
         return [out]
     if isinstance(out, tuple) and all(isinstance(o, torch.Tensor) for o in out):  # compressor.core.signature.Flat

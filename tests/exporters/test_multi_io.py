@@ -263,3 +263,16 @@ def test_a_dict_detector_in_the_browser_bundles(tmp_path):
             assert p.passed, (a.name, p.failure())
             if a.format == "tfjs":
                 assert a.extra["output_names"] == {"output_0": "boxes", "output_1": "scores"}
+
+
+def test_token_ids_beyond_the_vocabulary_are_one_line(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from compressor.loading import finish
+
+    cfg = transformers.BertConfig(vocab_size=20, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=32)
+    lm = finish(transformers.BertModel(cfg).eval(), kind="python", source="bert", sha="-", meta={},
+                input_shape=None, inputs=[("input_ids", (1, 8), "int64"), ("attention_mask", (1, 8), "int64")])
+    x = data_inputs.load("random", lm.inputs).x[:4]  # ids up to 99, vocabulary 20
+    with pytest.raises(CompressError, match=r"the model fails on the data \(IndexError: .*vocabulary size"):
+        predict(lm.module, x)
