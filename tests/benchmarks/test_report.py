@@ -39,6 +39,7 @@ def test_report_html_renders_in_chromium(report_dir):
     assert "onnxruntime-1t" in text and "Latency per artifact and target" in text
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_pipeline_bench_step_writes_report(tmp_path):
     from tests.conftest import run_cli

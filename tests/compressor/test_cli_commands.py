@@ -218,6 +218,7 @@ def test_a_recipe_runs_the_same_job_as_its_flags(tmp_path):
     assert flags.stdout == (tmp_path / "a" / "recipe.yaml").read_text() == (tmp_path / "b" / "recipe.yaml").read_text()
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_print_recipe_round_trips(tmp_path):
     first = run_cli("demo", "--target", "onnx", "--seed", "3", "--parity-samples", "100", "--out", tmp_path / "a",

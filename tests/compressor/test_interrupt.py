@@ -86,6 +86,7 @@ def _child_running(proc_holder, needle):
     ("tflite export", ["--target", "tflite"], "tflite"),
     ("tfjs export", ["--target", "tfjs"], "web"),
 ])
+@pytest.mark.heavy
 def test_sigkill_during_tf_exports_keeps_previous_output(teacher_files, tmp_path, step, args, when):
     out = tmp_path / "out"
     previous_output(out)

@@ -151,6 +151,7 @@ def test_off_runs_onnx2tf_every_time_and_stores_nothing(tmp_path, conversion_cac
 
 # --- real conversions ------------------------------------------------------------------------------------------
 
+@pytest.mark.heavy
 @pytest.mark.slow
 @pytest.mark.tflite
 def test_second_export_converts_nothing_and_gives_identical_checked_artifacts(tmp_path, conversion_cache, monkeypatch):

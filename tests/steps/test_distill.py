@@ -23,6 +23,7 @@ def manifest(out: Path) -> dict:
     return json.loads((out / "manifest.json").read_text())
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_demo_student_auto_exports_onnx_with_parity(tmp_path):
     out = tmp_path / "out"

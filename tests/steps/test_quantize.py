@@ -31,6 +31,7 @@ def test_pipeline_adds_int8_with_accuracy_drop_and_size(tmp_path):
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no scratch left
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_fp16_is_checked_against_a_zero_budget(tmp_path):
     out = tmp_path / "out"
