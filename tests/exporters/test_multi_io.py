@@ -106,7 +106,7 @@ def test_parity_fails_when_any_one_output_is_off(tmp_path):
 def test_tflite_runs_a_bert_encoder_and_names_each_output(tmp_path, encoder):
     from exporters import tflite
 
-    lm = load_model(encoder)
+    lm = load_model(encoder, task="embedding")  # a random encoder's pooled vector has no classes to agree on
     x = data_inputs.load("random", lm.inputs).x[:12]
     job = job_for(lm, x, tmp_path, variants=("float32", "float16", "int8"))  # int8 calibrated on token ids by name
     for a in tflite.export(job):
