@@ -195,6 +195,17 @@ def distill(teacher: LoadedModel, splits: Splits, cfg: DistillConfig, *, arch: s
         return out, out.check.get("kept"), out.check.get("kept_metric", "kept")
 
     kind = distilled_output(teacher, cfg)[2]
+    if dd.world() > 1:
+        # under torchrun a retry would join the process group again, which hangs: one try, judged on rank 0
+        # (the ranks end alike: the student and its figures are the same on every rank), no fallbacks
+        out, value, metric = run(cfg)
+        out.budget = {"min_kept": cfg.min_kept, "metric": metric, "value": value,
+                      "fallbacks": "none under torchrun (a retry would join the process group again)"}
+        if not dd.is_worker() and not judge(value, cfg.min_kept):
+            raise BudgetError(f"the student keeps {_pct(value)} of the teacher ({metric} on the validation split), "
+                              f"below --min-kept {cfg.min_kept:g}; under torchrun no fallback is tried: "
+                              f"{advice(cfg)}")
+        return out
     chosen, tries = search(cfg, kind, run, discard=engine.discard,
                            log=lambda m: console.print(m, markup=False, highlight=False, soft_wrap=True))
     chosen.budget = record(tries, cfg, chosen.check.get("kept_metric", "kept"))
