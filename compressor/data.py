@@ -386,16 +386,18 @@ def random_inputs(input_shape: tuple[int, ...], input_dtype: str = "float32", n:
                   seed: int = 0) -> Dataset:
     """Unlabelled random inputs of the model's shape and dtype, for an export-only run (parity, no accuracy):
     standard normal floats, integers in [0, 100) (valid token ids for any vocabulary of 100 or more)."""
-    rng = np.random.default_rng(seed)
-    shape = (n, *input_shape[1:])
-    dtype = np.dtype(input_dtype)
-    if dtype == np.bool_:
-        x = rng.integers(0, 2, size=shape).astype(bool)
-    elif np.issubdtype(dtype, np.integer):
-        x = rng.integers(0, 100, size=shape).astype(dtype)
-    else:
-        x = rng.standard_normal(shape).astype(dtype)
+    x = random_array((n, *input_shape[1:]), input_dtype, np.random.default_rng(seed))
     return Dataset(x, None, (), RANDOM, "random inputs: parity only, no accuracy")
+
+
+def random_array(shape: tuple[int, ...], dtype: str, rng: np.random.Generator) -> np.ndarray:
+    """Random values of a dtype: booleans, integers in [0, 100), standard normal floats."""
+    dt = np.dtype(dtype)
+    if dt == np.bool_:
+        return rng.integers(0, 2, size=shape).astype(bool)
+    if np.issubdtype(dt, np.integer):
+        return rng.integers(0, 100, size=shape).astype(dt)
+    return rng.standard_normal(shape).astype(dt)
 
 
 def sample_shape(spec: str, channels: int | None = None) -> tuple[int, ...] | None:

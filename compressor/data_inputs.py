@@ -16,7 +16,7 @@ from . import text
 from .core import feeds
 from .core.artifact import TensorSpec
 from .core.errors import CompressError
-from .data import RANDOM, RANDOM_SAMPLES, Dataset
+from .data import RANDOM, RANDOM_SAMPLES, Dataset, random_array
 
 MASKS = ("attention_mask", "mask")  # 1 where a token is real
 SEGMENTS = ("token_type_ids", "segment_ids")  # 0: the first (only) segment
@@ -104,12 +104,8 @@ def random_inputs(inputs: tuple[TensorSpec, ...], n: int = RANDOM_SAMPLES, seed:
             arrays[s.name] = np.ones(shape, dtype)
         elif s.name in SEGMENTS:
             arrays[s.name] = np.zeros(shape, dtype)
-        elif dtype == np.bool_:
-            arrays[s.name] = rng.integers(0, 2, size=shape).astype(bool)
-        elif np.issubdtype(dtype, np.integer):
-            arrays[s.name] = rng.integers(0, 100, size=shape).astype(dtype)
         else:
-            arrays[s.name] = rng.standard_normal(shape).astype(dtype)
+            arrays[s.name] = random_array(shape, s.dtype, rng)
     return Dataset(feeds.pack(arrays), None, (), RANDOM, "random inputs: parity only, no accuracy")
 
 

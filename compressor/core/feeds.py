@@ -51,14 +51,3 @@ def as_dict(x: np.ndarray, default_names: tuple[str, ...] = ("input",)) -> dict[
     if is_packed(x):
         return {k: np.ascontiguousarray(x[k]) for k in x.dtype.names}
     return {default_names[0]: np.asarray(x)}
-
-
-def sample_shapes(x: np.ndarray) -> dict[str, tuple[int, ...]]:
-    """Each tensor's shape without the batch."""
-    if is_packed(x):
-        return {k: tuple(x.dtype.fields[k][0].shape) for k in x.dtype.names}
-    return {"": tuple(np.shape(x)[1:])}
-
-
-def concat(parts: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate(parts) if parts else np.empty(0)

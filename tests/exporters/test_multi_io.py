@@ -26,14 +26,19 @@ def encoder(tmp_path_factory):
     return bert(tmp_path_factory.mktemp("bert"))
 
 
-def bert(tmp_path, seq: int = 12):
-    """A tiny BERT (random weights, no download) as a .pt2 program with a dynamic batch, called by keyword."""
+def tiny_bert(cls: str = "BertModel", **config):
+    """A tiny Hugging Face BERT from a config (random weights, seed 0, no download), in eval mode."""
     transformers = pytest.importorskip("transformers")
-    cfg = transformers.BertConfig(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                  intermediate_size=64, max_position_embeddings=32)
+    cfg = transformers.BertConfig(**{"vocab_size": 128, "hidden_size": 32, "num_hidden_layers": 1,
+                                     "num_attention_heads": 2, "intermediate_size": 64, **config})
     cfg._attn_implementation = "eager"  # the attention every exporter here traces the same way
     torch.manual_seed(0)
-    model = transformers.BertModel(cfg).eval()
+    return getattr(transformers, cls)(cfg).eval()
+
+
+def bert(tmp_path, seq: int = 12):
+    """A tiny BERT (random weights, no download) as a .pt2 program with a dynamic batch, called by keyword."""
+    model = tiny_bert(num_hidden_layers=2, max_position_embeddings=32)
     ids = torch.randint(0, 128, (2, seq))
     mask = torch.ones(2, seq, dtype=torch.long)
     batch = torch.export.Dim("batch")
@@ -119,12 +124,7 @@ def test_tflite_runs_a_bert_encoder_and_names_each_output(tmp_path, encoder):
 
 
 def test_a_bert_classifier_program_gives_named_logits(tmp_path):
-    transformers = pytest.importorskip("transformers")
-    cfg = transformers.BertConfig(vocab_size=128, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                  intermediate_size=64, num_labels=3)
-    cfg._attn_implementation = "eager"
-    torch.manual_seed(0)
-    model = transformers.BertForSequenceClassification(cfg).eval()
+    model = tiny_bert("BertForSequenceClassification", num_labels=3)
     ids, mask = torch.randint(0, 128, (2, 10)), torch.ones(2, 10, dtype=torch.long)
     ep = torch.export.export(model, (), {"input_ids": ids, "attention_mask": mask})
     torch.export.save(ep, tmp_path / "classifier.pt2")
@@ -231,14 +231,9 @@ def test_the_benchmark_refuses_several_inputs_in_one_line(tmp_path):
 
 
 def test_dynamic_sequence_length_is_checked_at_half_the_length(tmp_path):
-    transformers = pytest.importorskip("transformers")
     from compressor.loading import finish
 
-    cfg = transformers.BertConfig(vocab_size=128, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                  intermediate_size=64, max_position_embeddings=64)
-    cfg._attn_implementation = "eager"
-    torch.manual_seed(0)
-    lm = finish(transformers.BertModel(cfg).eval(), kind="python", source="bert", sha="-", meta={},
+    lm = finish(tiny_bert(max_position_embeddings=64), kind="python", source="bert", sha="-", meta={},
                 input_shape=None, inputs=[("input_ids", (1, 16), "int64"), ("attention_mask", (1, 16), "int64")])
     x = data_inputs.load("random", lm.inputs).x[:10]
     job = job_for(lm, x, tmp_path, dynamic=("batch", "seq"))
@@ -266,12 +261,9 @@ def test_a_dict_detector_in_the_browser_bundles(tmp_path):
 
 
 def test_token_ids_beyond_the_vocabulary_are_one_line(tmp_path):
-    transformers = pytest.importorskip("transformers")
     from compressor.loading import finish
 
-    cfg = transformers.BertConfig(vocab_size=20, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                  intermediate_size=32)
-    lm = finish(transformers.BertModel(cfg).eval(), kind="python", source="bert", sha="-", meta={},
+    lm = finish(tiny_bert(vocab_size=20, hidden_size=16, intermediate_size=32), kind="python", source="bert", sha="-", meta={},
                 input_shape=None, inputs=[("input_ids", (1, 8), "int64"), ("attention_mask", (1, 8), "int64")])
     x = data_inputs.load("random", lm.inputs).x[:4]  # ids up to 99, vocabulary 20
     with pytest.raises(CompressError, match=r"the model fails on the data \(IndexError: .*vocabulary size"):
