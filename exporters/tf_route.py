@@ -188,7 +188,8 @@ def node_for_tf_ops(onnx_path: Path, tf_ops: list[str]):
 def onnx2tf_command(onnx_path: Path, out: Path, *, inputs: list[tuple[str, tuple]], layout: str) -> list[str]:
     """onnx2tf's command line; `inputs`: each input's (name, shape), fixed at batch 1."""
     static = [f"{name}:{','.join(str(d) for d in (1, *shape[1:]))}" for name, shape in inputs]
-    cmd = [sys.executable, "-m", "onnx2tf", "-i", str(onnx_path), "-o", str(out), "-osd", "-n",
+    # onnx2tf's flags, run by our driver: it stops at the SavedModel (see exporters/onnx2tf_saved_model.py)
+    cmd = [sys.executable, "-m", "exporters.onnx2tf_saved_model", "-i", str(onnx_path), "-o", str(out), "-osd", "-n",
            "-rtpo", "Erf", "-ois", *static]
     keep = [name for name, shape in inputs if is_image_like(shape)]
     if layout == "nchw" and keep:
@@ -219,7 +220,6 @@ def saved_model(job: ExportJob) -> Path:
     note = None
     if meta is None:
         run_onnx2tf(cmd, src, out, work)
-        # onnx2tf's own .tflite files beside the SavedModel are not used (tflite.convert makes ours)
         note = cache.store(key, out, time.perf_counter() - t0, skip=("*.tflite",))
     seconds = time.perf_counter() - t0
     record = {"key": key, **cache.status(key, meta, seconds, note, "saved_model_cache")}

@@ -43,15 +43,27 @@ def export_job(s: State) -> ExportJob:
 
 
 def check_and_keep(s: State, made: list[Artifact], validate: Callable[[Artifact], Parity],
-                   kept: Callable[[Artifact], None], what: str = "parity of {}") -> None:
+                   kept: Callable[[Artifact], None], what: str = "parity of {}",
+                   optional: Callable[[Artifact], bool] = lambda a: False,
+                   skipped: dict[str, str] | None = None) -> None:
     """Validate each artifact (in order: a bundle's model before its page), refuse a failed one (nothing is
-    published), keep the rest in s.artifacts and report each through `kept`."""
+    published), keep the rest in s.artifacts and report each through `kept`. A failed `optional` one (a
+    reduced-precision variant the user did not name) is left out instead, its reason put in `skipped`."""
     for a in made:
         with s.console.status(f"checking {what.format(a.name)} ..."):
             a.parity = validate(a)
+        if not a.parity.passed and optional(a) and skipped is not None:
+            skipped[a.name] = f"parity check failed ({a.parity.failure()}); not written"
+            continue
         require_parity(a)
         s.artifacts.append(a)
         kept(a)
+
+
+def optional_variant(job: ExportJob) -> Callable[[Artifact], bool]:
+    """A default TFLite variant below float32 (float16, dynamic-int8, int8): one that fails its check is
+    skipped with the reason and the others still ship; asked for by name (--variants), it fails the run."""
+    return lambda a: a.format == "tflite" and a.variant != "float32" and not job.options.variants
 
 
 AGREEMENT = {"logits": "top-1 agreement", "dense": "pixel agreement", "embedding": "mean cosine"}
@@ -73,8 +85,9 @@ def export(s: State) -> None:
         exporter = exporters.get(target)
         with s.console.status(f"exporting {target} ..."):
             made = exporter.export(job)
-        check_and_keep(s, made, lambda a, e=exporter: e.validate(a, job), _printed(s))
-    for name, why in job.shared.skipped.items():  # a default variant that missed its budget: said, not shipped
+        check_and_keep(s, made, lambda a, e=exporter: e.validate(a, job), _printed(s),
+                       optional=optional_variant(job), skipped=job.shared.skipped)
+    for name, why in job.shared.skipped.items():  # a default variant that missed its check: said, not shipped
         s.console.print(f"[yellow]skipped[/] {name}: {why}", soft_wrap=True)
     if job.shared.skipped:
         s.sections["skipped"] = dict(job.shared.skipped)

@@ -4,8 +4,8 @@ The TFLite converter calibrates with min/max only, so of the budget's fallbacks 
 calibration method" and the ONNX schemes get no candidates; it tries more calibration samples,
 per-tensor weights, then the most sensitive layers in float (ranked by TF's per-layer measure on a
 NumericVerify debug model, kept float with the quantizer's node denylist).
-When none fits, the error also says whether the float model alone already breaks the budget on inputs
-rounded to the int8 input's grid: then the model, not the conversion, is the cause.
+Before any of that, the float model is run on its inputs rounded to the int8 input's grid: when that alone
+breaks the budget, the model, not the conversion, is the cause, and the error says so at once.
 
 Every int8 model here is made in two steps, calibrate then quantize (what TFLiteConverter.convert does
 inside), so that the calibrated ranges can be corrected in between: onnx2tf pads a MaxPool with
@@ -36,6 +36,9 @@ from ..base import ExportJob
 CALIB_SAMPLES = 200  # the first try's calibration samples (more only if the budget needs them)
 RANK_SAMPLES = 64  # samples the layer ranking runs (enough to order the layers; each runs both copies)
 PAD_MINUS_INF = -1e30  # a PADV2 constant this low stands for -inf (max pooling's padding)
+# the search is skipped only when input rounding alone misses the agreement floor by this much: a float-layer
+# trial keeping the first layer float does not round the input, so a near miss still gets the full search
+DOOMED_MARGIN = 0.05
 UNRANKED = "(layer ranking failed)"  # stands for the ranked layers when ranking failed: a trial with its error
 
 
@@ -88,17 +91,17 @@ def int8_within_budget(job: ExportJob, saved_model: Path, calib_pool: np.ndarray
 
     ref_acc = None if job.labels is None else float((ref_top == job.labels).mean())
     first = min(first_samples or len(job.calib), len(calib_pool))
+    # the narrowest and the widest input range the search calibrates with must both fail (more samples widen it)
+    doomed = _input_rounding_cause(job, calib_pool[:first], budget) and _input_rounding_cause(job, calib_pool, budget)
+    if doomed:  # no calibration, weight scheme or float layer can help: fail before the minutes-long search
+        raise BudgetError(f"tflite int8 cannot meet the accuracy budget (drop <= {budget.max_accuracy_drop} points, "
+                          f"agreement >= {budget.min_agreement}); no int8 model was tried:\n{doomed}")
     stages = default_stages(max_calib=len(calib_pool), methods=(), schemes=(), per_channel_toggle=True,
                             sensitivity=sensitivity, max_float_layers=max_float_layers)
     out = None
     try:
         out = search(Settings(first, "minmax", True, "s8s8"), make, evaluate, budget, ref_acc, stages=stages,
                      log=log, what="tflite int8", skip="leave int8 out of --variants")
-    except BudgetError as e:
-        note = _input_rounding_note(calibrations.get(first), job, budget, workdir)
-        if note:
-            raise BudgetError(f"{e}\n{note}") from None
-        raise
     finally:  # only the chosen file stays
         for f in workdir.glob("int8_try*.tflite"):
             if out is None or f != out.artifact:
@@ -106,46 +109,31 @@ def int8_within_budget(job: ExportJob, saved_model: Path, calib_pool: np.ndarray
     return out
 
 
-def _input_rounding_note(calibrated: bytes | None, job: ExportJob, budget: AccuracyBudget, workdir: Path) -> str:
-    """Why no int8 trial could fit, when the float model is the cause: its agreement with PyTorch when only
-    its input is rounded to the int8 input's grid (every int8 model rounds it so). A model that already
-    fails the budget there amplifies input changes of half a step (as an untrained net with recalibrated
-    BatchNorm does: gains of 100 on near-constant channels), and no calibration, weight scheme or float
-    layer can help; '' when that is not the case or cannot be measured."""
-    grid = _input_grid(calibrated) if calibrated and not feeds.is_packed(job.inputs) else None
-    if grid is None or not np.issubdtype(np.asarray(job.inputs).dtype, np.floating):
+def _input_rounding_cause(job: ExportJob, calib: np.ndarray, budget: AccuracyBudget) -> str:
+    """Why no int8 model can fit, when the float model is the cause: its agreement with itself when only its
+    input is rounded to the int8 input's grid (every int8 model with int8 input rounds it so). A model that
+    already fails the budget there amplifies input changes of half a step (as an untrained net with
+    recalibrated BatchNorm does: gains of 100 on near-constant channels), and no calibration, weight scheme
+    or float layer can help; '' when that is not the case or does not apply (integer or several inputs)."""
+    x = np.asarray(job.inputs)
+    if feeds.is_packed(job.inputs) or not np.issubdtype(x.dtype, np.floating) or not len(calib):
         return ""
-    scale, zero = grid
-    rounded = (np.clip(np.round(np.asarray(job.inputs) / scale + zero), -128, 127) - zero) * scale
-    path = workdir / "int8_try_input_grid.tflite"  # removed with the trials
-    path.write_bytes(calibrated)  # the float model (calibration only adds statistics)
-    try:
-        out = tflite.outputs_like_torch(path, job, rounded.astype(np.float32))[0].reshape(job.reference.shape)
-    except CompressError:
-        return ""
-    agree = agreement(out, job.reference, job.kind)[0]
-    if agree >= budget.min_agreement:
-        return ""
-    return (f"cause: the float model itself agrees only {agree:.2%} with PyTorch when just its input is rounded to "
-            f"int8's grid (step {scale:.3g}): it amplifies input changes that small, so no int8 model can meet "
-            "the budget; keep float16 or dynamic-int8, or make the model less sensitive")
-
-
-def _input_grid(calibrated: bytes) -> tuple[float, int] | None:
-    """(scale, zero point) of the int8 input the quantizer derives from the calibrated range of the model's
-    one input, as TFLite's asymmetric int8 (the range widened to hold 0); None without a range."""
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    m = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
-    g = m.subgraphs[0]
-    q = g.tensors[g.inputs[0]].quantization if len(g.inputs) == 1 else None
-    if q is None or q.min is None or q.max is None or len(q.min) != 1:
-        return None
-    lo, hi = min(float(q.min[0]), 0.0), max(float(q.max[0]), 0.0)
+    # the grid TFLite derives from the calibrated input range: asymmetric int8 over [min, max] widened to hold 0
+    lo, hi = min(float(np.min(calib)), 0.0), max(float(np.max(calib)), 0.0)
     if hi <= lo:
-        return None
+        return ""
     scale = (hi - lo) / 255
-    return scale, round(-128 - lo / scale)
+    zero = round(-128 - lo / scale)
+    rounded = ((np.clip(np.round(x / scale + zero), -128, 127) - zero) * scale).astype(x.dtype)
+    from ..onnx import torch_outputs
+
+    out = np.concatenate([torch_outputs(job.model, rounded[i:i + 64]) for i in range(0, len(rounded), 64)])
+    agree = agreement(out.reshape(job.reference.shape), job.reference, job.kind)[0]
+    if agree > budget.min_agreement - DOOMED_MARGIN:
+        return ""
+    return (f"cause: the float model itself agrees only {agree:.2%} with its own outputs when just its input is "
+            f"rounded to int8's grid (step {scale:.3g}): it amplifies input changes that small, so no int8 model "
+            "can meet the budget; keep float16 or dynamic-int8, or make the model less sensitive")
 
 
 def _with_calib(job: ExportJob, pool: np.ndarray, s: Settings) -> ExportJob:

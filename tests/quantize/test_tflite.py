@@ -138,11 +138,15 @@ def test_max_pool_padding_keeps_int8_ranges_sane_and_xnnpack_runs_it(resnet, mon
         int8.quantize(int8.calibrate(sm, job), job, Settings(8))  # named, where TFLite's ADD would abort
 
 
-def test_resnet_int8_goes_through_the_float_layers_stage(resnet, tmp_path):
+def test_resnet_int8_goes_through_the_float_layers_stage(resnet, tmp_path, monkeypatch):
     from compressor.core.errors import BudgetError
+    from exporters.tflite import int8
     from exporters.tflite.int8 import int8_within_budget
 
     job, sm, pool = resnet
+    # this untrained net already misses agreement 1.0 when only its input is rounded, which skips the search;
+    # here the search's stages themselves are under test
+    monkeypatch.setattr(int8, "_input_rounding_cause", lambda *a: "")
     with pytest.raises(BudgetError) as e:  # agreement 1.0 cannot be met: every stage runs
         int8_within_budget(job, sm, pool, AccuracyBudget(0.0, 1.0), workdir=tmp_path, max_float_layers=2)
     rows = [r for r in str(e.value).splitlines() if r.split()[:1] and r.split()[0].isdigit()]
@@ -175,7 +179,9 @@ def test_a_model_that_int8_input_rounding_breaks_is_named_as_the_cause(tmp_path)
     assert (ref.argmax(1) == y).all()  # float: every class told apart
     job = ExportJob(model=model, example=torch.from_numpy(x[:1]), inputs=x[:40], reference=ref[:40], calib=x[40:48],
                     workdir=tmp_path, labels=y[:40])
-    with pytest.raises(BudgetError, match=r"cause: the float model itself agrees only \d+\.\d+% .* input is rounded"):
+    # found before any int8 model is made: the search would take minutes on a real CNN and cannot succeed
+    with pytest.raises(BudgetError, match=r"no int8 model was tried:\ncause: the float model itself agrees only "
+                                          r"\d+\.\d+% .* input is rounded"):
         int8_within_budget(job, tf_route.saved_model(job), x[40:], AccuracyBudget(1.0, 0.99), workdir=tmp_path / "w",
                            max_float_layers=1)
     assert not list((tmp_path / "w").glob("*.tflite"))

@@ -1,0 +1,47 @@
+"""The export step's check: a failed artifact is never written; a failed default reduced-precision TFLite
+variant is left out with its reason, the others still ship."""
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from rich.console import Console
+
+from compressor.core.artifact import Artifact
+from compressor.core.errors import ParityError
+from compressor.core.parity import Parity
+from compressor.steps.export import check_and_keep, optional_variant
+from exporters.base import ExportOptions
+
+
+def parity(agreement: float) -> Parity:
+    return Parity(n_samples=40, max_abs_diff=0.01, mean_abs_diff=0.001, top1_agreement=agreement,
+                  max_abs_threshold=None, min_top1_agreement=0.98)
+
+
+def run(variants: tuple[str, ...]) -> tuple[SimpleNamespace, dict]:
+    made = [Artifact(Path("f32"), "tflite", "float32"), Artifact(Path("f16"), "tflite", "float16"),
+            Artifact(Path("dyn"), "tflite", "dynamic-int8")]
+    agreement = {"float32": 1.0, "float16": 0.925, "dynamic-int8": 1.0}
+    s = SimpleNamespace(console=Console(quiet=True), artifacts=[])
+    job = SimpleNamespace(options=ExportOptions(variants=variants))
+    skipped: dict[str, str] = {}
+    check_and_keep(s, made, lambda a: parity(agreement[a.variant]), lambda a: None,
+                   optional=optional_variant(job), skipped=skipped)
+    return s, skipped
+
+
+def test_a_default_variant_that_fails_parity_is_skipped_with_the_reason():
+    s, skipped = run(())
+    assert [a.name for a in s.artifacts] == ["tflite:float32", "tflite:dynamic-int8"]
+    assert skipped == {"tflite:float16": "parity check failed (top-1 agreement 0.9250 < 0.98); not written"}
+
+
+def test_a_variant_asked_for_by_name_fails_the_run():
+    with pytest.raises(ParityError, match="tflite:float16"):
+        run(("float32", "float16", "dynamic-int8"))
+
+
+def test_float32_is_never_optional():
+    job = SimpleNamespace(options=ExportOptions())
+    assert not optional_variant(job)(Artifact(Path("m"), "tflite", "float32"))
+    assert not optional_variant(job)(Artifact(Path("m"), "onnx", "int8"))
