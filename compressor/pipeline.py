@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
-from . import summary
+from . import runcache, summary
 from .config import RunConfig
 from .outputs import staged
 from .runs import run_folder, stop_if_terminated
@@ -46,6 +46,21 @@ def inputs(cfg: RunConfig) -> list[str]:
     return [p for p in named if p]
 
 
+def _steps(s: State) -> None:
+    try:
+        for name, step in STEPS:
+            stop_if_terminated()  # a SIGTERM that the last step's libraries swallowed still stops the run
+            t0 = time.perf_counter()
+            step(s)
+            s.seconds[name] = round(time.perf_counter() - t0, 3)
+    except Exception:  # a failed run leaves no default checkpoints (an interrupted one keeps them: --resume)
+        if s.distilled is not None:
+            from .distill.engine import discard
+
+            discard(s.distilled)
+        raise
+
+
 def run(cfg: RunConfig, console: Console | None = None) -> dict[str, Any]:
     """Run every step; returns the manifest. The output folder appears only when all steps pass."""
     with run_folder():  # every temporary file of the run, removed at the end (reused inside the CLI's)
@@ -59,19 +74,18 @@ def _run(cfg: RunConfig, console: Console | None) -> dict[str, Any]:
     if distributed.is_worker():  # a rank > 0 under torchrun: help train the student, write nothing
         return distributed.run_worker(State(cfg, Console(stderr=True, quiet=True)), STEPS)
     s = State(cfg, console)
+    run_key = runcache.key(cfg, inputs(cfg))
     with staged(Path(cfg.out), overwrite=cfg.overwrite, inputs=inputs(cfg)) as tmp:
         s.workdir = tmp
-        try:
-            for name, step in STEPS:
-                stop_if_terminated()  # a SIGTERM that the last step's libraries swallowed still stops the run
-                t0 = time.perf_counter()
-                step(s)
-                s.seconds[name] = round(time.perf_counter() - t0, 3)
-        except Exception:  # a failed run leaves no default checkpoints (an interrupted one keeps them: --resume)
-            if s.distilled is not None:
-                from .distill.engine import discard
-
-                discard(s.distilled)
-            raise
+        restored = runcache.restore(run_key, tmp)
+        if restored is not None:  # nothing changed since the run that made (and checked) this output
+            s.sections["manifest"] = restored
+            s.console.print("[green]unchanged[/]: the output of an earlier run with the same model, data, options "
+                            "and tools, restored from the run cache (its parity checks are in the manifest)")
+        else:
+            _steps(s)
+            note = runcache.save(run_key, tmp, sum(s.seconds.values()))
+            if note:
+                s.console.print(f"[yellow]note[/]: {note}")
     summary.print_run(s.sections["manifest"], Path(cfg.out), s.console)
     return s.sections["manifest"]
