@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +78,12 @@ def digest(path: Path) -> tuple[int, str]:
         h.update(data)
         size += len(data)
     return size, h.hexdigest()
+
+
+def remove(path: Path) -> None:
+    """A file or folder gone, if it was there."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

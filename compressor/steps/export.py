@@ -11,6 +11,7 @@ from exporters.base import ExportJob
 
 from ..core import feeds
 from ..core.artifact import Artifact, require_parity
+from ..core.files import remove
 from ..core.errors import CompressError
 from ..core.parity import Parity
 from ..evaluate import predict
@@ -54,6 +55,7 @@ def check_and_keep(s: State, made: list[Artifact], validate: Callable[[Artifact]
             a.parity = validate(a)
         if not a.parity.passed and optional(a) and skipped is not None:
             skipped[a.name] = f"parity check failed ({a.parity.failure()}); not written"
+            remove(a.path)  # the staged output holds only what the manifest lists
             continue
         require_parity(a)
         s.artifacts.append(a)
