@@ -1,7 +1,13 @@
-"""Real architectures through the whole chain: MobileNetV2 and ResNet-18 (written from their papers),
-`compress MODEL --target all`, then `compress bench OUT --targets cpu`; one table.
+"""Real architectures through the whole chain: MobileNetV2 and ResNet-18 (written from their papers) and a
+BERT-mini encoder (transformers' BertModel, L=4, H=256, A=4, as studies/real_inputs.py makes it),
+`compress MODEL --target all` with an empty conversion cache, the same command again (nothing changed: the
+run cache), then `compress bench OUT --targets cpu` (single-input models); one table.
 
-    .venv/bin/python -m studies.real_models [--quick] [--models mobilenet_v2,resnet18] [--keep DIR]
+    .venv/bin/python -m studies.real_models [--quick] [--models mobilenet_v2,resnet18,bert] [--keep DIR]
+
+Also per model, ONNX Runtime against LiteRT float32 measured interleaved in one process (studies/runtime_gap.py:
+ORT, ORT without its NCHWc layout transform, LiteRT with XNNPACK) at 1 thread and at all cores; for the
+encoder, whose two token inputs `compress bench` does not take, that is its latency.
 
 Per model: TorchScript at 224 px (--quick: tiny widths at 32 px), BatchNorm recalibrated on the
 script's own smooth synthetic images (untrained weights: fine for latency and conversion, and the
@@ -9,8 +15,9 @@ recalibration makes outputs depend on the input). Per artifact: conversion secon
 convert_seconds; the export step's wall time per model is printed too), size, Transpose ops (TFLite),
 parity, latency at 1 thread and at all cores with its peak RSS (bench.json), achieved GFLOP/s and its
 share of the matmul peak bench measured on this machine. An untrained net's logits are nearly tied, so
-its int8 (and at tiny widths its float16) often misses the agreement floors: `compress` then writes
-nothing, so the run is repeated without the artifact that failed, and the table says which and why.
+its int8 (and at tiny widths its float16) often misses the agreement floors: a default variant that does is
+skipped (the manifest's `skipped` says why, the table lists it); an artifact that still fails its check
+makes `compress` write nothing, so the run is then repeated without it.
 """
 from __future__ import annotations
 
@@ -51,14 +58,14 @@ def write_model(name: str, workdir: Path, cfg: dict[str, Any]) -> tuple[Path, Pa
     return path, data
 
 
-def compress(*args: str, log: Path) -> tuple[int, float]:
+def compress(*args: str, log: Path, env: dict[str, str] | None = None) -> tuple[int, float]:
     """`compress ARGS` in a fresh process (output appended to `log`); (exit status, wall seconds)."""
     t0 = time.perf_counter()
     with log.open("a") as f:
         f.write(f"$ compress {' '.join(args)}\n")
         f.flush()
         code = subprocess.run([sys.executable, "-m", "compressor.cli", *args], stdout=f, stderr=subprocess.STDOUT,
-                              cwd=ROOT, check=False).returncode
+                              cwd=ROOT, env=env, check=False).returncode
     return code, time.perf_counter() - t0
 
 
@@ -90,15 +97,23 @@ def run_model(name: str, workdir: Path, cfg: dict[str, Any], log=print) -> dict[
     `compress` writes nothing when one artifact fails its parity check (exit 3) or the int8 budget (exit
     4): the run is repeated without that artifact, and the table lists what was dropped and why.
     """
-    model, data = write_model(name, workdir, cfg)
     out, clog = workdir / f"out_{name}", workdir / f"{name}.log"
-    shape = f"1,3,{cfg['size']},{cfg['size']}"
+    env = {**os.environ, "COMPRESS_CONVERSION_CACHE": str(workdir / "cache")}  # empty at first: a cold conversion
+    if name == "bert":
+        from studies.real_inputs import make_bert
+
+        (workdir / "bert").mkdir(exist_ok=True)
+        given = make_bert(workdir / "bert")
+        model, rest = given[0], [a for a in given[1:] if a not in ("--target", "all")]
+    else:
+        model, data = write_model(name, workdir, cfg)
+        rest = ["--input-shape", f"1,3,{cfg['size']},{cfg['size']}", "--data", str(data)]
     targets, variants, dropped = list(TARGETS), list(TFLITE_VARIANTS), []
     while True:
-        args = [str(model), "--input-shape", shape, "--data", str(data), "--out", str(out), "--overwrite",
+        args = [str(model), *rest, "--out", str(out), "--overwrite",
                 "--target", ",".join(targets)] + (["--variants", ",".join(variants)] if "tflite" in targets else [])
         log(f"{name}: compress --target {','.join(targets)} ...")
-        code, wall = compress(*args, log=clog)
+        code, wall = compress(*args, log=clog, env=env)
         error = re.sub(r"(; tried:|; nothing was written.*)$", "", last_error(clog).splitlines()[0]) if code else ""
         bad = failed_artifact(error) if code in (PARITY_EXIT, BUDGET_EXIT) else None
         if not bad or len(dropped) >= 4:
@@ -108,20 +123,32 @@ def run_model(name: str, workdir: Path, cfg: dict[str, Any], log=print) -> dict[
         targets, variants = without(bad, targets, variants)
     if code != 0:
         return {"model": name, "error": f"compress exited {code}: {error}", "log": str(clog)}
+    manifest = json.loads((out / "manifest.json").read_text())
+    log(f"{name}: the same command again (nothing changed) ...")
+    code, rerun = compress(*args, log=clog, env=env)
+    cached = json.loads((out / "manifest.json").read_text()).get("run_cache", {}).get("status")
+    res = {"model": name, "wall_s": wall, "rerun_s": rerun if code == 0 else None, "rerun_cache": cached,
+           "dropped": dropped, "manifest": manifest, "bench": None}
+    tfl = out / "tflite" / "model_float32.tflite"
+    if tfl.exists():
+        from studies.runtime_gap import measure
+
+        log(f"{name}: ORT vs LiteRT, interleaved ...")
+        res["gap"] = {t: measure(out / "model.onnx", tfl, threads=t, rounds=40) for t in (1, os.cpu_count() or 1)}
+    if len(manifest["teacher"].get("inputs") or [None]) > 1:
+        return res  # compress bench takes single-input models; the interleaved rows are its latency
     log(f"{name}: compress bench --targets cpu ...")
     bench_dir = workdir / f"bench_{name}"
-    code, bench_wall = compress("bench", str(out), "--targets", "cpu", "--report", str(bench_dir), log=clog)
+    code, res["bench_wall_s"] = compress("bench", str(out), "--targets", "cpu", "--report", str(bench_dir), log=clog)
     if code != 0:
-        return {"model": name, "error": f"compress bench exited {code}: {last_error(clog)}", "log": str(clog)}
-    manifest = json.loads((out / "manifest.json").read_text())
-    bench = json.loads((bench_dir / "bench.json").read_text())
-    return {"model": name, "wall_s": wall, "bench_wall_s": bench_wall, "dropped": dropped, "manifest": manifest,
-            "bench": bench}
+        return {**res, "error": f"compress bench exited {code}: {last_error(clog)}", "log": str(clog)}
+    res["bench"] = json.loads((bench_dir / "bench.json").read_text())
+    return res
 
 
 def rows_of(res: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per artifact: the manifest's facts joined with bench.json's cpu rows."""
-    bench = res["bench"]
+    bench = res["bench"] or {"machine": {}, "rows": []}
     peak = bench["machine"].get("matmul_gflops") or {}
     by_artifact: dict[str, dict[str, dict]] = {}
     for r in bench["rows"]:
@@ -163,9 +190,15 @@ def table(results: list[dict[str, Any]]) -> str:
             notes.append(f"- {res['model']}: {res['error']} (log: {res['log']})")
             continue
         steps = res["manifest"].get("step_seconds") or {}
-        notes.append(f"- {res['model']}: `--target all` {res['wall_s']:.0f} s wall (steps: "
-                     + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items() if v) + ")"
+        rerun = "-" if res.get("rerun_s") is None else f"{res['rerun_s']:.1f} s ({res.get('rerun_cache') or 'no run cache'})"
+        notes.append(f"- {res['model']}: `--target all` {res['wall_s']:.1f} s wall, empty conversion cache (steps: "
+                     + ", ".join(f"{k} {v:.1f} s" for k, v in steps.items() if v) + f"); again unchanged: {rerun}"
+                     + "".join(f"; skipped {k}: {v}" for k, v in (res["manifest"].get("skipped") or {}).items())
                      + "".join(f"; dropped {d}" for d in res["dropped"]))
+        for threads, g in sorted((res.get("gap") or {}).items()):
+            base = g["ort"]["median"]
+            notes.append(f"  - interleaved, {threads} thread(s): " + ", ".join(
+                f"{k} {v['median']:.2f} ms ({v['median'] / base:.2f}x)" for k, v in g.items()))
         for r in rows_of(res):
             par = "-" if r["parity"] is None else \
                 f"{r['parity']} ({fmt(r['max_diff'], '.1e')}, {fmt(r['agreement'], '.2f')})"
@@ -179,7 +212,7 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def machine(results: list[dict[str, Any]]) -> str:
-    res = next((r for r in results if "bench" in r), None)
+    res = next((r for r in results if r.get("bench")), None)
     if res is None:
         return "machine: no bench ran"
     m = res["bench"]["machine"]
@@ -195,7 +228,7 @@ def machine(results: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny widths at 32 px (a smoke run)")
-    p.add_argument("--models", default="mobilenet_v2,resnet18")
+    p.add_argument("--models", default="mobilenet_v2,resnet18,bert")
     p.add_argument("--keep", type=Path, help="work in this folder and keep it (models, outputs, logs)")
     p.add_argument("--json", type=Path, help="also write the rows and machine facts as JSON here")
     a = p.parse_args(argv)
@@ -209,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         print(table(results))
         if a.json:
             a.json.write_text(json.dumps({"machine": machine(results), "config": {**cfg, "models": names},
-                                          "rows": [r for res in results if "bench" in res for r in rows_of(res)],
+                                          "rows": [r for res in results if "manifest" in res for r in rows_of(res)],
+                                          "runs": [{k: res.get(k) for k in ("model", "wall_s", "rerun_s", "rerun_cache",
+                                                                            "gap")} for res in results],
                                           "errors": [res for res in results if "error" in res]}, indent=1) + "\n")
     return 0 if all("error" not in r for r in results) else 1
 

@@ -35,3 +35,6 @@ def test_quick_run_prints_one_table_with_latency_and_conversion(tmp_path, capsys
     assert onnx["parity"] == "ok" and onnx["convert_s"] > 0 and onnx["size_mb"] > 0
     assert onnx["ms_1t"] > 0 and onnx["rss_1t_mb"] > 0 and 0 < onnx["peak_share_1t"] < 1.5
     assert rows["tflite:float32"]["transposes"] is not None and rows["tfjs:float32"]["parity"] == "ok"
+    run = json.loads((tmp_path / "r.json").read_text())["runs"][0]
+    assert run["rerun_cache"] == "hit" and run["rerun_s"] < run["wall_s"]  # unchanged: the run cache
+    assert {"ort", "ort_no_nchwc", "litert_fp32"} == set(run["gap"]["1"])
