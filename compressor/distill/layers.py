@@ -3,7 +3,9 @@
 The student is a real, smaller model: a copy of the teacher whose block stack (an nn.ModuleList) holds only
 the kept blocks, with their weights; the embeddings and the head are the teacher's. The stack is found
 generically, as the longest nn.ModuleList of identically-typed blocks (BERT's `encoder.layer`,
-nn.TransformerEncoder's `layers`, a ViT's `blocks` ...), not by class name.
+nn.TransformerEncoder's `layers`, a ViT's `blocks` ...), not by class name. A torch.export program (.pt2) has
+no modules to shorten: its graph is cut instead (compressor/distill/layers_pt2.py), with the same choice of
+layers and the same figures.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from torch import nn
 
 from ..core.errors import CompressError
 from ..core.signature import Flat
+from ..pt2 import ExportedModule
+from . import layers_pt2
 from .students import count_params, require_module
 
 # attributes that record the depth of the stack: rewritten so that the model stays consistent
@@ -58,6 +62,9 @@ def _set_depth(model: nn.Module, parent: nn.Module, n: int, k: int) -> None:
 def drop_layers(teacher: nn.Module, k: int, role: str = "teacher") -> tuple[nn.Module, dict]:
     """A copy of `teacher` with k of its N stacked blocks (evenly spaced, with their weights); and the
     manifest's figures: the stack, the kept indices, parameters before and after."""
+    inner = teacher.inner if isinstance(teacher, Flat) else teacher
+    if isinstance(inner, ExportedModule):
+        return _drop_program_layers(teacher, inner, k, role)
     require_module(teacher, role, f"--student layers:{k}")
     found = find_stack(teacher)
     if found is None:
@@ -81,5 +88,32 @@ def drop_layers(teacher: nn.Module, k: int, role: str = "teacher") -> tuple[nn.M
     # named inside the user's model, not the wrapper of a model with several inputs (compressor.core.signature.Flat)
     info = {"kind": "layers", "stack": name.removeprefix("inner.") if isinstance(teacher, Flat) else name,
             "teacher_layers": n, "kept_layers": list(kept),
+            "parameters_before": count_params(teacher), "parameters_after": count_params(student)}
+    return student, info
+
+
+def _drop_program_layers(teacher: nn.Module, program: ExportedModule, k: int, role: str) -> tuple[nn.Module, dict]:
+    """drop_layers for a torch.export program: the stack from the graph's module paths, the graph cut."""
+    found = layers_pt2.find_stack(program.program)
+    if found is None:
+        raise CompressError(f"--student layers:{k} needs a stack of encoder layers (at least 2 blocks of one type at "
+                            f"numbered module paths, such as encoder.layer.0, encoder.layer.1), and the {role} "
+                            f"program has none; use {ALTERNATIVES}")
+    name, indices = found
+    n = len(indices)
+    if k >= n:
+        raise CompressError(f"--student layers:{k}: the {role} has {n} layers in {name}; keep fewer, "
+                            f"1 to {n - 1}")
+    kept = evenly_spaced(n, k)
+    try:
+        cut = layers_pt2.drop_blocks(program, name, indices, kept)
+    except layers_pt2.NoHiddenState as e:
+        raise CompressError(f"--student layers:{k}: cannot tell which input of the {role}'s block {e} is its hidden "
+                            f"state (one outside input of the shape of its output); use {ALTERNATIVES}") from None
+    student: nn.Module = cut
+    if isinstance(teacher, Flat):  # the same calling convention as the teacher (several inputs or outputs)
+        student = Flat(cut, teacher.input_names, teacher.by_name)
+        student.output_names = teacher.output_names
+    info = {"kind": "layers", "stack": name, "teacher_layers": n, "kept_layers": [indices[i] for i in kept],
             "parameters_before": count_params(teacher), "parameters_after": count_params(student)}
     return student, info

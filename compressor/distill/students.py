@@ -15,6 +15,7 @@ from ..core.errors import CompressError
 from ..core.signature import Flat
 from ..loading import LoadedModel, load_model
 from ..pt2 import ExportedModule
+from . import layers_pt2
 
 
 def count_params(model: nn.Module) -> int:
@@ -124,6 +125,9 @@ def auto_student(teacher: nn.Module, example: torch.Tensor, ratio: float, ratio_
 
 def reinitialise(model: nn.Module) -> nn.Module:
     """Fresh random weights in the same architecture (each layer's own reset_parameters)."""
+    inner = model.inner if isinstance(model, Flat) else model
+    if isinstance(inner, ExportedModule):  # a program's layers are ATen calls, without reset_parameters
+        return layers_pt2.reinitialise(model)
     for m in model.modules():
         if m is not model and hasattr(m, "reset_parameters"):
             m.reset_parameters()
