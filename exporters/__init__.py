@@ -55,6 +55,21 @@ def expand(targets: str) -> list[str]:
     return [n for n in TARGETS if n in names]
 
 
+def prepare(job, targets: list[str]) -> None:
+    """Let each target start its slow work in the background (exporters/background.py: an optional
+    `prepare(job)` in its module); `stop(job)` ends what is still running when the export step ends."""
+    for name in targets:
+        begin = getattr(get(name), "prepare", None)
+        if begin is not None:
+            begin(job)
+
+
+def stop(job) -> None:
+    from .background import stop_all
+
+    stop_all(job.shared.pending)
+
+
 def by_format(fmt: str) -> Target:
     """The target whose artifacts have this format (onnx, tflite, tfjs)."""
     for name in TARGETS:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,8 @@ class Shared:
     saved_model_seconds: float = 0.0  # counted once, in the first artifact that reports it
     bundles: dict[Path, Artifact] = field(default_factory=dict)  # web bundles, to record their model's parity
     skipped: dict[str, str] = field(default_factory=dict)  # default variants left out, and why (manifest)
+    pending: dict[str, Any] = field(default_factory=dict)  # converters running in the background (background.py)
+    when_saved_model: list[Callable[[], None]] = field(default_factory=list)  # to start once the SavedModel exists
 
     def take_saved_model_seconds(self) -> float:
         seconds, self.saved_model_seconds = self.saved_model_seconds, 0.0

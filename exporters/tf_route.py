@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ import numpy as np
 from compressor.core.errors import CompressError, ConverterError
 from compressor.core.files import artifact_files
 
-from . import cache
+from . import background, cache
 from .base import ExportJob
 
 # onnx2tf is run with a static batch (attention with a dynamic batch fails to convert), and a graph converted at
@@ -197,11 +196,8 @@ def onnx2tf_command(onnx_path: Path, out: Path, *, inputs: list[tuple[str, tuple
     return cmd
 
 
-def saved_model(job: ExportJob) -> Path:
-    """ONNX -> TensorFlow SavedModel with onnx2tf, once per job (from the conversion cache when the same graph
-    was converted with the same command and versions before); returns the SavedModel folder."""
-    if job.shared.saved_model is not None:
-        return job.shared.saved_model
+def _plan(job: ExportJob) -> tuple[Path, list[str], str | None, Path, Path]:
+    """What onnx2tf converts and how: (ONNX graph, command, cache key, working folder, SavedModel folder)."""
     import onnx
 
     src = tf_onnx(job)
@@ -214,18 +210,49 @@ def saved_model(job: ExportJob) -> Path:
     out = work / "saved_model"
     cmd = onnx2tf_command(src, out, inputs=[(n, tuple(x.shape)) for n, x in zip(names, examples(job))],
                           layout=layout_of(job))
-    key = saved_model_cache_key(src, cmd)
-    t0 = time.perf_counter()
-    meta = cache.fetch(key, out, link=True)  # read-only here: hard links cost nothing
+    return src, cmd, saved_model_cache_key(src, cmd), work, out
+
+
+def prefetch_saved_model(job: ExportJob) -> None:
+    """Start onnx2tf in the background (exporters/background.py), unless the SavedModel is made or cached;
+    saved_model(job) collects it. A failure to start is left to saved_model, which reports it in its turn."""
+    if job.shared.saved_model is not None or "onnx2tf" in job.shared.pending:
+        return
+    try:
+        _, cmd, key, work, _ = _plan(job)
+    except CompressError:
+        return
+    root = cache.root()
+    if key is not None and root is not None and (root / key / "meta.json").exists():
+        return  # a hit takes a moment in the foreground
+    job.shared.pending["onnx2tf"] = start_onnx2tf(cmd, work)
+
+
+def saved_model(job: ExportJob) -> Path:
+    """ONNX -> TensorFlow SavedModel with onnx2tf, once per job (from the conversion cache when the same graph
+    was converted with the same command and versions before; collected from the background when
+    prefetch_saved_model started it); returns the SavedModel folder."""
+    if job.shared.saved_model is not None:
+        return job.shared.saved_model
+    src, cmd, key, work, out = _plan(job)
+    started = job.shared.pending.pop("onnx2tf", None)
+    t0 = started.t0 if started is not None else time.perf_counter()
+    meta = None if started is not None else cache.fetch(key, out, link=True)  # read-only: hard links cost nothing
     note = None
     if meta is None:
-        run_onnx2tf(cmd, src, out, work)
+        if started is not None:
+            finish_onnx2tf(started, src, out)
+        else:
+            run_onnx2tf(cmd, src, out, work)
         note = cache.store(key, out, time.perf_counter() - t0, skip=("*.tflite",))
     seconds = time.perf_counter() - t0
     record = {"key": key, **cache.status(key, meta, seconds, note, "saved_model_cache")}
     (work / "cache.json").write_text(json.dumps(record))
     job.shared.saved_model = out
     job.shared.saved_model_seconds = seconds
+    for begin in job.shared.when_saved_model:  # converters waiting for it (tfjs.prepare)
+        begin()
+    job.shared.when_saved_model.clear()
     return out
 
 
@@ -248,8 +275,8 @@ def saved_model_cache(job: ExportJob) -> dict:
         return {}
 
 
-def run_onnx2tf(cmd: list[str], src: Path, out: Path, work: Path) -> None:
-    """onnx2tf as a subprocess in `work`; a one-line error naming the layer when no SavedModel comes out."""
+def start_onnx2tf(cmd: list[str], work: Path) -> background.Started:
+    """onnx2tf started as a subprocess in `work` (its log in work/onnx2tf.log)."""
     # onnx2tf downloads this sample-image file from GitHub for 3-channel image inputs (its own checks; we
     # calibrate with the user's data). Nothing may be downloaded at run time: give it a local stand-in.
     sample = work / CALIBRATION_SAMPLE
@@ -259,15 +286,20 @@ def run_onnx2tf(cmd: list[str], src: Path, out: Path, work: Path) -> None:
     # would write (and for int8, download) its own calibration file: nothing reaches the user's folders.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
            "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "-1"}
-    try:
-        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=ONNX2TF_TIMEOUT,
-                              check=False)
-    except subprocess.TimeoutExpired:
-        raise ConverterError(f"onnx2tf took more than {ONNX2TF_TIMEOUT} s; try a smaller model") from None
-    log = proc.stdout + proc.stderr
-    (work / "onnx2tf.log").write_text(log)
+    return background.start(cmd, log=work / "onnx2tf.log", timeout=ONNX2TF_TIMEOUT, what="onnx2tf", cwd=work,
+                            env=env)
+
+
+def finish_onnx2tf(started: background.Started, src: Path, out: Path) -> None:
+    """Wait for onnx2tf; a one-line error naming the layer when no SavedModel came out."""
+    _, log = background.finish(started)
     if not (out / "saved_model.pb").exists():
         raise conversion_error("onnx2tf", src, log)
+
+
+def run_onnx2tf(cmd: list[str], src: Path, out: Path, work: Path) -> None:
+    """onnx2tf in the foreground."""
+    finish_onnx2tf(start_onnx2tf(cmd, work), src, out)
 
 
 def conversion_error(tool: str, onnx_path: Path, log: str) -> CompressError:

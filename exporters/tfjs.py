@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import subprocess
+import shutil
 import time
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from compressor.core.errors import CompressError, ConverterError
 from compressor.core.parity import Parity, compare, compare_all, page_rule, rule
 from compressor.core.registry import check_choice
 
-from . import bundle, cache, tf_route
+from . import background, bundle, cache, tf_route
 from .base import TFJS_QUANT, ExportJob
 
 NAME = "tfjs"
@@ -50,25 +50,23 @@ def converter_command(saved_model: Path, out: Path, quant: str | None = None) ->
     return [*cmd, str(saved_model), str(out)]
 
 
-def convert_saved_model(saved_model: Path, out: Path, quant: str | None = None,
-                        onnx_path: Path | None = None) -> float:
-    """SavedModel -> TF.js graph model (model.json + shards) in `out`; returns the seconds taken.
-
-    `onnx_path` (the graph onnx2tf converted) lets an unsupported-op error name the ONNX node and layer.
-    """
+def start_conversion(saved_model: Path, out: Path, quant: str | None = None) -> background.Started:
+    """tensorflowjs_converter started on the SavedModel, writing into `out` (its log beside `out`)."""
     if not converter().exists():
         raise CompressError(f"the TF.js converter {converter()} is missing; {chromium.setup_hint()}, "
                             "or set COMPRESS_TFJS_CONVERTER")
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "-1"}
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(converter_command(saved_model, out, quant), env=env, capture_output=True, text=True,
-                              timeout=TIMEOUT, check=False)
-    except subprocess.TimeoutExpired:
-        raise ConverterError(f"tensorflowjs_converter took more than {TIMEOUT} s") from None
-    if proc.returncode != 0 or not (out / "model.json").exists():
-        log = proc.stderr + proc.stdout
+    return background.start(converter_command(saved_model, out, quant), log=out.parent / f".{out.name}.log",
+                            timeout=TIMEOUT, what="tensorflowjs_converter", env=env)
+
+
+def finish_conversion(started: background.Started, out: Path, onnx_path: Path | None = None) -> float:
+    """Wait for the converter; a one-line error naming the op (and the ONNX layer it came from) on failure;
+    returns the seconds since it started."""
+    code, log = background.finish(started)
+    started.log.unlink(missing_ok=True)
+    if code != 0 or not (out / "model.json").exists():
         unsupported = re.search(r"Error: Unsupported Ops in the model[^\n]*\n([^\n]+)", log)
         if unsupported:
             ops = [o.strip() for o in unsupported.group(1).split(",") if o.strip()]
@@ -78,21 +76,58 @@ def convert_saved_model(saved_model: Path, out: Path, quant: str | None = None,
                                 "replace that layer, or use --target onnx-web")
         last = [ln.strip() for ln in log.splitlines() if ln.strip()]
         raise ConverterError(f"tensorflowjs_converter failed ({last[-1][:300] if last else 'no output'})")
-    return time.perf_counter() - t0
+    return time.perf_counter() - started.t0
+
+
+def convert_saved_model(saved_model: Path, out: Path, quant: str | None = None,
+                        onnx_path: Path | None = None) -> float:
+    """SavedModel -> TF.js graph model (model.json + shards) in `out`, in the foreground; returns the seconds
+    taken. `onnx_path` (the graph onnx2tf converted) lets an unsupported-op error name the ONNX node and layer.
+    """
+    return finish_conversion(start_conversion(saved_model, out, quant), out, onnx_path)
+
+
+def prepare(job: ExportJob) -> None:
+    """Convert in the background as soon as the SavedModel exists (the TFLite target makes it first, then
+    converts and checks its variants while this converter runs on the other core); convert_cached collects it."""
+    def begin() -> None:
+        key = cache_key(job)
+        root = cache.root()
+        if "tfjs" in job.shared.pending or (key is not None and root is not None and (root / key).exists()):
+            return
+        try:
+            job.shared.pending["tfjs"] = start_conversion(job.shared.saved_model, job.private_dir() / "tfjs",
+                                                          job.options.tfjs_quant)
+        except CompressError:
+            return  # said by convert_cached in its turn
+
+    if job.shared.saved_model is not None:
+        begin()
+    else:
+        job.shared.when_saved_model.append(begin)
 
 
 def convert_cached(saved_model: Path, out: Path, job: ExportJob) -> dict:
     """convert_saved_model into `out`, from the conversion cache when the same SavedModel, quantization and
-    converter were seen before; returns the artifact's cache record and the "seconds" taken."""
+    converter were seen before (or collected from the background when prepare started it); returns the
+    artifact's cache record and the "seconds" taken."""
     key = cache_key(job)
-    t0 = time.perf_counter()
-    meta = cache.fetch(key, out)  # copies, not links: the folder is published to the user
+    started = job.shared.pending.pop("tfjs", None)
+    t0 = time.perf_counter() if started is None else started.t0
+    meta = cache.fetch(key, out) if started is None else None  # copies, not links: the folder is published
     note = None
     if meta is None:
-        convert_saved_model(saved_model, out, job.options.tfjs_quant, tf_route.tf_onnx(job))
+        if started is not None:
+            made = job.private_dir() / "tfjs"
+            finish_conversion(started, made, tf_route.tf_onnx(job))
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(made), str(out))
+        else:
+            convert_saved_model(saved_model, out, job.options.tfjs_quant, tf_route.tf_onnx(job))
         note = cache.store(key, out, time.perf_counter() - t0)
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, **cache.status(key, meta, seconds, note)}
+    return {"seconds": seconds, **cache.status(key, meta, seconds, note),
+            **({"converted": "in the background"} if started is not None else {})}
 
 
 def cache_key(job: ExportJob) -> str | None:

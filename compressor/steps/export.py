@@ -11,8 +11,8 @@ from exporters.base import ExportJob
 
 from ..core import feeds
 from ..core.artifact import Artifact, require_parity
-from ..core.files import remove
 from ..core.errors import CompressError
+from ..core.files import remove
 from ..core.parity import Parity
 from ..evaluate import predict
 from .state import State
@@ -83,12 +83,17 @@ def _printed(s: State) -> Callable[[Artifact], None]:
 
 def export(s: State) -> None:
     job = export_job(s)
-    for target in exporters.expand(",".join(s.cfg.targets)):
-        exporter = exporters.get(target)
-        with s.console.status(f"exporting {target} ..."):
-            made = exporter.export(job)
-        check_and_keep(s, made, lambda a, e=exporter: e.validate(a, job), _printed(s),
-                       optional=optional_variant(job), skipped=job.shared.skipped)
+    targets = exporters.expand(",".join(s.cfg.targets))
+    try:
+        exporters.prepare(job, targets)  # converters a later target needs start now, on the other core
+        for target in targets:
+            exporter = exporters.get(target)
+            with s.console.status(f"exporting {target} ..."):
+                made = exporter.export(job)
+            check_and_keep(s, made, lambda a, e=exporter: e.validate(a, job), _printed(s),
+                           optional=optional_variant(job), skipped=job.shared.skipped)
+    finally:
+        exporters.stop(job)  # a failed or interrupted run leaves no converter running
     for name, why in job.shared.skipped.items():  # a default variant that missed its check: said, not shipped
         s.console.print(f"[yellow]skipped[/] {name}: {why}", soft_wrap=True)
     if job.shared.skipped:

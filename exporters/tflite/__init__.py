@@ -292,6 +292,11 @@ def input_spec(path: Path) -> tuple[tuple[int, ...], str]:
     return batch1(ins[0].shape), dtype
 
 
+def prepare(job: ExportJob) -> None:
+    """onnx2tf started in the background while earlier targets (ONNX) export and check."""
+    tf_route.prefetch_saved_model(job)
+
+
 def export(job: ExportJob) -> list[Artifact]:
     variants = variants_of(job)  # a wrong name fails before the slow conversion
     sm = tf_route.saved_model(job)
