@@ -102,3 +102,42 @@ def tradeoff_points(result: dict[str, Any]) -> list[dict[str, Any]]:
                             "accuracy": a.get("accuracy"), "size_bytes": a.get("size_bytes"), "kind": kind})
                 break
     return pts
+
+
+def loss_curve(distillation: dict[str, Any] | None) -> bytes | None:
+    """The manifest's distillation section as one panel per stage: training loss per epoch (and per optimizer
+    step, averaged in buckets), the validation score on a second axis; x in epochs."""
+    stages = [s for s in (distillation or {}).get("stages", []) if s.get("history")]
+    if not stages:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(stages), 1, figsize=(8, 3 * len(stages)), squeeze=False)
+    for ax, st in zip(axes[:, 0], stages):
+        hist = st["history"]
+        ends = [h["epoch"] + 1 for h in hist]  # a point at the end of its epoch, where its mean loss is known
+        per = st.get("steps_per_epoch") or 0
+        if per and st.get("step_loss"):
+            pts = st["step_loss"]
+            ax.plot([s / per for s, _ in pts], [v for _, v in pts], color="#1f77b4", alpha=0.35, linewidth=0.8,
+                    label="train loss per step")
+        ax.plot(ends, [h["loss"] for h in hist], marker="o", color="#1f77b4", label="train loss per epoch")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training loss")
+        ax.grid(alpha=0.3)
+        val = ax.twinx()
+        # accuracy, agreement and cosine in percent; minus a regression's error as it is
+        pct = not any(h["val"] is not None and h["val"] < 0 for h in hist)
+        vals = [None if h["val"] is None else (100 * h["val"] if pct else h["val"]) for h in hist]
+        val.plot(ends, vals, marker="s", color="#d62728", label="validation score")
+        val.set_ylabel("validation score (%)" if pct else "validation score")
+        if st.get("best_epoch", -1) >= 0:
+            ax.axvline(st["best_epoch"] + 1, color="grey", linestyle=":", linewidth=1)
+        lines = ax.get_legend_handles_labels()[0] + val.get_legend_handles_labels()[0]
+        ax.legend(lines, [h.get_label() for h in lines], fontsize=7, loc="upper left", bbox_to_anchor=(1.13, 1.0))
+        ax.set_title(f"Distillation: {st.get('name', 'student')} (dotted: best epoch)", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)

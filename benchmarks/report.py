@@ -13,7 +13,7 @@ def sections_from(manifest: dict[str, Any] | None) -> dict[str, Any]:
     """What the report takes from the output folder's manifest (teacher/student accuracy, commit)."""
     if not manifest:
         return {}
-    out = {k: manifest[k] for k in ("teacher", "student", "data") if k in manifest}
+    out = {k: manifest[k] for k in ("teacher", "student", "data", "distillation") if k in manifest}
     out["manifest_commit"] = manifest.get("commit")
     return out
 
@@ -194,6 +194,40 @@ def _gate_md(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+DISTILL_COLS = ("stage", "parameters", "epochs run", "best epoch", "best validation", "s/epoch", "steps/epoch")
+
+
+def distill_settings(d: dict[str, Any]) -> str:
+    """One line: where and how the student trained (the manifest's distillation section)."""
+    batch = d.get("batch_size")
+    accum = d.get("grad_accum") or 1
+    batch_txt = f"batch {batch} x {accum} accumulated = {batch * accum}" if batch else "batch -"
+    threads = f", {d['threads']} CPU threads" if d.get("threads") else ""
+    return (f"device {d.get('device', '-')}, precision {d.get('precision', 'fp32')}, {batch_txt}, "
+            f"{d.get('distributed_world_size', 1)} process(es){threads}, lr {d.get('lr', '-')}, "
+            f"epochs {d.get('epochs', '-')}")
+
+
+def distill_rows(d: dict[str, Any]) -> list[list[str]]:
+    out = []
+    for st in d.get("stages", []):
+        val = st.get("val_score")
+        out.append([st.get("name", "-"), f"{st['parameters']:,}" if st.get("parameters") else "-",
+                    str(st.get("epochs_run", "-")), str(st.get("best_epoch", -1) + 1),
+                    "-" if val is None else f"{100 * val:.2f}%" if val >= 0 else f"{val:.4g}",
+                    f"{st['seconds_per_epoch']:.3g}" if st.get("seconds_per_epoch") else "-",
+                    str(st.get("steps_per_epoch") or "-")])
+    return out
+
+
+def _distill_md(result: dict[str, Any], curve: Path | None) -> list[str]:
+    d = result.get("distillation")
+    if not d:
+        return []
+    md = ["## Distillation", "", f"- {distill_settings(d)}", "", _md(DISTILL_COLS, distill_rows(d)), ""]
+    return md + ([f"![distillation]({curve.name})", ""] if curve else [])
+
+
 def _recommended(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return result.get("recommended") or recommend.recommend(result)  # results saved before it existed
 
@@ -213,17 +247,22 @@ def write(result: dict[str, Any], out: Path) -> dict[str, Path]:
         if png:
             paths[name] = out / f"bench-{name}.png"
             paths[name].write_bytes(png)
+    curve = plots.loss_curve(result.get("distillation"))  # the manifest's loss curve, when a student was trained
+    if curve:
+        paths["distillation"] = out / "distill-curve.png"
+        paths["distillation"].write_bytes(curve)
     md = ["# Benchmark report", "", _models_md(result), "", "## Summary: median latency at batch 1", "",
           summary_table(result), "", "## Recommended artifact per target", "", recommend.markdown(_recommended(result)),
           "", "## Artifacts", "", _accuracy_note(result), "",
           _md(ARTIFACT_COLS, artifact_rows(result)), "", "## Latency per artifact and target", "",
-          markdown_table(result), "", _gate_md(result), "", "## Plots", ""]
-    md += [f"![{n}]({p.name})" for n, p in paths.items()]
+          markdown_table(result), "", _gate_md(result), "", *_distill_md(result, paths.get("distillation")),
+          "## Plots", ""]
+    md += [f"![{n}]({p.name})" for n, p in paths.items() if n in figs]
     md += ["", "## Machine", ""] + [f"- {line}" for line in _machine_lines(result)]
     paths["md"] = out / "report.md"
     paths["md"].write_text("\n".join(md) + "\n")
     paths["html"] = out / "report.html"
-    paths["html"].write_text(_html(result, figs))
+    paths["html"].write_text(_html(result, figs, curve))
     return paths
 
 
@@ -257,7 +296,11 @@ def _md_to_html(md: str) -> str:
     return "".join(out)
 
 
-def _html(result: dict[str, Any], figs: dict[str, bytes | None]) -> str:
+def _img(name: str, png: bytes) -> str:
+    return f"<img alt='{name}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+
+
+def _html(result: dict[str, Any], figs: dict[str, bytes | None], curve: bytes | None = None) -> str:
     parts = [(f"<!doctype html><html><head><meta charset='utf-8'><title>Benchmark report</title><style>{CSS}"
               "</style></head><body><h1>Benchmark report</h1>")]
     models = _models_md(result)
@@ -274,10 +317,13 @@ def _html(result: dict[str, Any], figs: dict[str, bytes | None]) -> str:
     gate = _gate_md(result)
     if gate:
         parts.append("<h2>Gate</h2>" + _md_to_html(gate))
+    if d := result.get("distillation"):
+        parts.append(f"<h2>Distillation</h2><p>{html.escape(distill_settings(d))}</p>"
+                     + _table(DISTILL_COLS, distill_rows(d)) + (_img("distillation", curve) if curve else ""))
     parts.append("<h2>Plots</h2>")
     for name, png in figs.items():
         if png:
-            parts.append(f"<img alt='{name}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>")
+            parts.append(_img(name, png))
     parts.append("<h2>Machine</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in _machine_lines(result))
                  + "</ul></body></html>")
     return "\n".join(parts)

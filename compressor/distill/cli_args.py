@@ -18,7 +18,8 @@ _DIRECT = {"student": "student", "ratio": "ratio", "ratio_of": "ratio_of", "stud
            "ensemble_mean": "ensemble_mean", "checkpoint_dir": "checkpoint_dir", "patience": "patience",
            "augment": "augment", "unlabeled": "unlabeled", "lr": "lr", "batch_size": "batch_size",
            "teacher_cache_dir": "cache_dir", "device": "device", "distill_output": "distill_output",
-           "min_kept": "min_kept"}
+           "min_kept": "min_kept", "precision": "precision", "grad_accum": "grad_accum",
+           "checkpoint_every": "checkpoint_every"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,6 +43,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=int, help="training epochs per stage (default 30)")
     g.add_argument("--lr", type=float, help="AdamW learning rate (default 3e-3)")
     g.add_argument("--batch-size", type=int, help="training batch size (default 64)")
+    g.add_argument("--grad-accum", type=int, help="accumulate gradients over N batches per optimizer step: an "
+                                                  "effective batch of batch-size x N (default 1)")
+    g.add_argument("--precision", help="training arithmetic: fp32 (default), bf16 or fp16 (autocast; fp16 with "
+                                       "gradient scaling); the teacher and validation stay fp32")
     g.add_argument("--patience", type=int, help="stop after this many epochs without a better validation score")
     g.add_argument("--hint", action="append", help="FitNets pair teacher_layer:student_layer (repeatable)")
     g.add_argument("--assistants", type=int, help="TAKD: teacher assistants between teacher and student")
@@ -52,8 +57,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-teacher-cache", action="store_true", help="run the teacher online instead of caching")
     g.add_argument("--teacher-cache-dir", help="where teacher outputs are cached (default ~/.cache/edge-compress)")
     g.add_argument("--checkpoint-dir", help="where epoch checkpoints go (default .compress-runs/<run hash>)")
-    g.add_argument("--device", help="where training runs: cpu (default), cuda, or auto (cuda when present); "
-                                    "the teacher runs there too")
+    g.add_argument("--checkpoint-every", type=int, help="also checkpoint every N optimizer steps, for --resume "
+                                                        "mid-epoch (default 0: at the end of each epoch only)")
+    g.add_argument("--device", help="where training runs: cpu (default), cuda, mps, or auto (cuda, else mps, "
+                                    "else cpu); the teacher runs there too")
     g.add_argument("--distill-output", help="the output to distil, of a model with several (default: the first); "
                                             "its kind picks the loss")
     g.add_argument("--min-kept", type=float, help="the share of the teacher's validation accuracy (or, without labels, "

@@ -30,7 +30,11 @@ ENSEMBLE_MEANS = ("arithmetic", "geometric")
 RATIO_OF = ("params", "macs")
 AUGMENTS = ("none", "shift")
 STUDENT_INITS = ("teacher", "random")
-DEVICES = ("cpu", "cuda", "auto")  # auto: cuda when present (compressor.distill.distributed.choose_device)
+# auto: cuda when present, then mps, else cpu (compressor.distill.distributed.choose_device)
+DEVICES = ("cpu", "cuda", "mps", "auto")
+# the student's forward and loss under torch.autocast (compressor.distill.runtime); the teacher's targets and
+# validation stay float32. Whether the device runs one is checked when training starts (runtime.check_precision)
+PRECISIONS = ("fp32", "bf16", "fp16")
 LAYERS_PREFIX = "layers:"  # --student layers:K
 # an upper bound that catches typos (a missing "e-"): AdamW moves every weight by about lr per step,
 # so lr > 1 diverges
@@ -70,7 +74,10 @@ class DistillConfig:
     checkpoint_dir: str | None = None  # default: .compress-runs/<run hash>
     resume: bool = False
     seed: int = 0
-    device: str = "cpu"  # where training runs: cpu, cuda, or auto
+    device: str = "cpu"  # where training runs: cpu, cuda, mps, or auto
+    precision: str = "fp32"  # fp32, bf16 or fp16 (autocast; fp16 with a GradScaler)
+    grad_accum: int = 1  # optimizer steps every grad_accum batches: an effective batch of batch_size * grad_accum
+    checkpoint_every: int = 0  # also checkpoint every this many optimizer steps (0: at the end of each epoch only)
     distill_output: str | None = None  # the output distilled, of a model with several (default: the first)
     # the student must keep this share of the teacher's validation accuracy, or reach this agreement (cosine,
     # mean IoU, explained variance) with it; fallbacks are tried on a miss (compressor/distill/budget.py); 0: off
@@ -93,6 +100,7 @@ class DistillConfig:
         check_choice("augmentation", self.augment, AUGMENTS)
         check_choice("student initialisation", self.student_init, STUDENT_INITS)
         check_choice("device", self.device, DEVICES)
+        check_choice("precision", self.precision, PRECISIONS)
         if not self.student:
             raise CompressError("--student must be 'auto', 'layers:K' or a model file")
         if layer_count(self.student) is not None and self.assistants:
@@ -107,11 +115,11 @@ class DistillConfig:
             raise CompressError("method 'hint' needs --hint teacher_layer:student_layer (a wrong name lists them)")
         if self.hints and "hint" not in self.methods:
             raise CompressError("--hint given but method 'hint' is not selected; add it: --method kd,hint")
-        for name in ("epochs", "batch_size", "crd_dim", "crd_negatives"):
+        for name in ("epochs", "batch_size", "grad_accum", "crd_dim", "crd_negatives"):
             if getattr(self, name) < 1:
                 raise CompressError(f"{name} must be at least 1")
-        if self.assistants < 0 or self.patience < 0:
-            raise CompressError("--assistants and --patience must be >= 0")
+        if self.assistants < 0 or self.patience < 0 or self.checkpoint_every < 0:
+            raise CompressError("--assistants, --patience and --checkpoint-every must be >= 0")
         check_seed(self.seed, "seed")
 
     def _check_floats(self) -> None:

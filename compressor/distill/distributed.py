@@ -18,6 +18,11 @@ def world() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def local_world() -> int:
+    """Processes of this job on this machine (torchrun's --nproc-per-node): they share its cores."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
 def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
@@ -34,16 +39,28 @@ def active() -> bool:
 _device = torch.device("cpu")  # where this process trains (setup); collectives put their tensors there
 
 
-def choose_device(requested: str, cuda_available: bool | None = None) -> str:
-    """--device: "auto" is cuda when CUDA is present, else cpu; "cuda" without CUDA is a one-line error."""
+def has_mps() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def choose_device(requested: str, cuda_available: bool | None = None, mps_available: bool | None = None) -> str:
+    """--device: "auto" is cuda when CUDA is present, else mps (Apple GPUs), else cpu; a device asked for by name
+    that torch cannot see is a one-line error."""
     from ..core.errors import CompressError
 
     has_cuda = torch.cuda.is_available() if cuda_available is None else cuda_available
-    if requested == "auto":
-        return "cuda" if has_cuda else "cpu"
+    mps = has_mps() if mps_available is None else mps_available
+    if requested == "auto":  # under torchrun not mps: neither gloo nor nccl moves MPS tensors
+        return "cuda" if has_cuda else "mps" if mps and world() == 1 else "cpu"
     if requested == "cuda" and not has_cuda:
         raise CompressError("--device cuda: this machine has no CUDA device visible to torch; use --device cpu "
                             "(or auto)")
+    if requested == "mps" and not mps:
+        raise CompressError("--device mps: this machine has no MPS (Apple GPU) device visible to torch; use "
+                            "--device cpu (or auto)")
+    if requested == "mps" and world() > 1:
+        raise CompressError("--device mps trains in one process; under torchrun use --device cpu or cuda")
     return requested
 
 

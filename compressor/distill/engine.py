@@ -23,16 +23,26 @@ from torch import nn
 from .. import data as datasets
 from ..evaluate import predict
 from ..loading import LoadedModel, module_hash
-from . import batches, layers, quality, students, targets
+from . import batches, layers, quality, runtime, students, targets
 from . import distributed as dd
+from .checkpoints import Checkpoints
 from .config import DistillConfig, layer_count
 from .methods import DistillModule, Setup, build
-from .trainer import Checkpoints, Diverged, Result, TrainData, train
+from .trainer import Diverged, Result, TrainData, train
 from .trainset import load_teachers, training_data
 from .ui import Bar
 
 RUNS_DIR = ".compress-runs"
-_NOT_IN_FINGERPRINT = ("resume", "checkpoint_dir", "cache", "cache_dir", "min_kept")  # do not change the result
+# do not change the result
+_NOT_IN_FINGERPRINT = ("resume", "checkpoint_dir", "cache", "cache_dir", "min_kept", "checkpoint_every")
+# options added after checkpoints were first written: left out at their defaults, so that the checkpoints (and
+# default run folders) of a run started before they existed still resume
+_NEWER = {"precision": "fp32", "grad_accum": 1}
+
+
+def _options(cfg: DistillConfig) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(cfg).items()
+            if k not in _NOT_IN_FINGERPRINT and not (k in _NEWER and v == _NEWER[k])}
 
 
 @dataclass
@@ -47,6 +57,7 @@ class Outcome:
     check: dict[str, Any] = field(default_factory=dict)  # the student against the teacher on validation (quality)
     kind: str = "logits"  # the distilled output's
     device: str = "cpu"  # where it trained (the student comes back on the CPU)
+    threads: int | None = None  # torch's CPU threads while training on the CPU (runtime.set_threads)
     output: str = "output"  # the name of the output distilled (--distill-output), of a model with several
     budget: dict[str, Any] = field(default_factory=dict)  # --min-kept: the tries (compressor/distill/budget.py)
     config: DistillConfig | None = None  # the options this student was trained with (a fallback's, if one)
@@ -54,7 +65,7 @@ class Outcome:
 
 def _fingerprint(cfg: DistillConfig, data: TrainData, teacher_shas: list[str], stage: int,
                  student: nn.Module) -> str:
-    opts = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_IN_FINGERPRINT}
+    opts = _options(cfg)
     h = hashlib.sha256(json.dumps({"opts": opts, "teachers": teacher_shas, "stage": stage,
                                    "student": module_hash(student)}, default=str).encode())
     for a in (data.x, data.y, data.val_x, data.val_y):
@@ -65,7 +76,7 @@ def _fingerprint(cfg: DistillConfig, data: TrainData, teacher_shas: list[str], s
 def run_dir(cfg: DistillConfig, teacher_shas: list[str], data: TrainData) -> Path:
     if cfg.checkpoint_dir:
         return Path(cfg.checkpoint_dir)
-    opts = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_IN_FINGERPRINT}
+    opts = _options(cfg)
     text = json.dumps({"opts": opts, "teachers": teacher_shas, "data": targets.cache.data_hash(data.x)},
                       default=str)
     return Path(RUNS_DIR) / hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -118,6 +129,8 @@ def distill(teacher: LoadedModel, splits: datasets.Splits, cfg: DistillConfig, *
     if dd.is_worker():
         console = Console(stderr=True, quiet=True)
     device = dd.setup(cfg.device)
+    runtime.check_precision(cfg.precision, device)  # before any work: teachers, cache, pruning
+    threads = runtime.set_threads(dd.local_world()) if device.type == "cpu" else None
     teachers = load_teachers(teacher, cfg, arch, trust_model)
     example = teacher.example(1)
     data = training_data(splits, cfg, teacher, [t.module for t in teachers])
@@ -130,6 +143,7 @@ def distill(teacher: LoadedModel, splits: datasets.Splits, cfg: DistillConfig, *
     stage_teachers: list[tuple[nn.Module, str]] = [(t.module, t.sha256) for t in teachers]
     out = Outcome(student=teachers[0].module, teachers=teachers, run_dir=str(root),
                   created_dirs=_created(cfg, root), student_info=info, kind=data.kind, device=str(device),
+                  threads=threads,
                   output=batches.choose_output(teacher, cfg.distill_output)[1], config=cfg)
     try:
         _stages(out, cfg, data, labelled, example, given, full, stage_teachers, root, console)
@@ -188,9 +202,11 @@ def _stages(out: Outcome, cfg: DistillConfig, data: TrainData, labelled: bool, e
                            "val_score": res.best_score if np.isfinite(res.best_score) else None,
                            "epochs_run": len(res.history),
                            "seconds_per_epoch": round(res.seconds_per_epoch, 4), "resumed_from": res.resumed_from,
-                           "checkpoints": str(folder), "device": out.device, "stopped": res.stopped,
-                           "history": [{"epoch": h["epoch"], "loss": round(h["loss"], 6), "val": round(h["val"], 6)}
-                                       for h in res.history]})
+                           "resumed_step": res.resumed_step, "checkpoints": str(folder), "device": out.device,
+                           "stopped": res.stopped, "steps_per_epoch": res.steps_per_epoch,
+                           "history": [{"epoch": h["epoch"], "loss": round(h["loss"], 6), "val": round(h["val"], 6),
+                                        "seconds": round(h["seconds"], 4)} for h in res.history],
+                           "step_loss": res.step_loss})
         prev = student
         stage_teachers = [(student, module_hash(student))]
     out.student = prev.cpu().eval()  # export, parity and the manifest's figures run on the CPU
@@ -207,7 +223,8 @@ def _run_stage(student: nn.Module, stage_teachers: list[tuple[nn.Module, str]], 
             console.print(f"{name}: finished earlier, loaded from {done}")
             return Result(history=saved["history"], best_epoch=saved["best_epoch"], best_score=saved["best_score"],
                           best_loss=saved.get("best_loss", float("inf")),  # none before the loss tie-break
-                          resumed_from=saved["history"][-1]["epoch"] if saved["history"] else None)
+                          resumed_from=saved["history"][-1]["epoch"] if saved["history"] else None,
+                          steps_per_epoch=saved.get("steps_per_epoch", 0), step_loss=saved.get("step_loss", []))
     if cfg.resume and not (folder / "last.pt").exists():
         # without this a mistyped --checkpoint-dir would silently retrain from epoch 0
         console.print(f"note: --resume: no checkpoint in {folder}; starting {name} from scratch")
@@ -238,7 +255,8 @@ def _run_stage(student: nn.Module, stage_teachers: list[tuple[nn.Module, str]], 
     if dd.rank() == 0:
         tmp = folder / f".done.tmp-{os.getpid()}"
         torch.save({"student": student.state_dict(), "fingerprint": fp, "history": res.history,
-                    "best_epoch": res.best_epoch, "best_score": res.best_score, "best_loss": res.best_loss}, tmp)
+                    "best_epoch": res.best_epoch, "best_score": res.best_score, "best_loss": res.best_loss,
+                    "steps_per_epoch": res.steps_per_epoch, "step_loss": res.step_loss}, tmp)
         os.replace(tmp, done)
     dd.barrier()
     return res

@@ -1,18 +1,18 @@
 """The one training loop: supervised (method "labels") and distillation alike.
 
-Every epoch: shuffle with a seeded generator, step AdamW under a cosine schedule, validate,
+Every epoch: shuffle with a seeded generator, step AdamW under a cosine schedule (a step per
+batch_size * grad_accum samples, the student's forward under --precision's autocast), validate,
 keep the best weights, stop early after `patience` epochs without improvement, and write a
-checkpoint holding everything the next epoch depends on (weights, optimizer, schedule, all
-random states), so a resumed run reproduces an uninterrupted one exactly.
+checkpoint holding everything the next step depends on (weights, optimizer, schedule, all
+random states, the place in the epoch), so a resumed run reproduces an uninterrupted one exactly;
+`checkpoint_every` adds such checkpoints within epochs.
 """
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,10 +21,13 @@ from torch import nn
 
 from ..core.errors import CompressError
 from ..data import Dataset
-from . import batches
+from . import batches, runtime
 from . import distributed as dd
+from .checkpoints import Checkpoints
 from .config import DistillConfig
+from .curve import StepLog
 from .methods import Batch, DistillModule, Labels, Setup
+from .step import batch_of, step
 
 # (rows of the batch in the training set, the batch's inputs) -> (the teacher's target, teacher features)
 TargetFn = Callable[[torch.Tensor, batches.Inputs], tuple[torch.Tensor | None, dict[str, torch.Tensor]]]
@@ -53,52 +56,16 @@ class Result:
     best_epoch: int = -1
     best_score: float = -math.inf  # scores can be negative (minus a regression's error)
     best_loss: float = float("inf")  # validation cross-entropy of the best epoch: breaks accuracy ties
-    resumed_from: int | None = None
+    resumed_from: int | None = None  # the last whole epoch of the checkpoint resumed from
+    resumed_step: int | None = None  # optimizer steps done at that checkpoint (it may be within an epoch)
     stopped: str | None = None  # why training stopped early: a diverging loss (one line)
+    steps_per_epoch: int = 0  # optimizer steps
+    step_loss: list[list[float]] = field(default_factory=list)  # [step, mean loss] (curve.StepLog)
 
     @property
     def seconds_per_epoch(self) -> float:
         secs = [h["seconds"] for h in self.history]
         return float(np.mean(secs)) if secs else float("nan")
-
-
-class Checkpoints:
-    """last.pt (everything, every epoch) and best.pt (best weights) in one folder, written atomically."""
-
-    def __init__(self, folder: Path, fingerprint: str) -> None:
-        self.folder, self.fingerprint = Path(folder), fingerprint
-
-    def _write(self, obj: Any, name: str) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f".{name}.tmp-{os.getpid()}"
-        torch.save(obj, tmp)
-        os.replace(tmp, self.folder / name)  # a kill mid-write leaves the previous checkpoint whole
-
-    def save(self, state: dict[str, Any]) -> None:
-        if dd.rank() == 0:
-            self._write({**state, "fingerprint": self.fingerprint}, "last.pt")
-            self._write(state["best_state"], "best.pt")
-        dd.barrier()
-
-    def load(self) -> dict[str, Any] | None:
-        path = self.folder / "last.pt"
-        if not path.exists():
-            return None
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001
-            raise CompressError(f"checkpoint {path} cannot be read ({type(e).__name__}); delete it to start "
-                                "over") from None
-        if state.get("fingerprint") != self.fingerprint:
-            raise CompressError(f"checkpoint {path} belongs to a run with other options or inputs; resume with "
-                                "the same command, or drop --resume to start over")
-        return state
-
-    def clear(self) -> None:
-        if dd.rank() == 0:
-            for name in ("last.pt", "best.pt"):
-                (self.folder / name).unlink(missing_ok=True)
-        dd.barrier()
 
 
 def shift(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -182,98 +149,143 @@ def diverging(loss: float, first: float | None, epoch: int) -> str | None:
     return None
 
 
+@dataclass
+class _Loop:
+    """What the loop carries from step to step, and what a checkpoint keeps of it."""
+    best_state: dict[str, torch.Tensor] | None = None
+    bad: int = 0  # epochs without a better validation score (--patience)
+    start: int = 0  # the first epoch to run
+    step: int = 0  # optimizer steps done, all epochs
+    skip: int = 0  # optimizer steps of epoch `start` done before a mid-epoch checkpoint
+    total: float = 0.0  # the running epoch's loss sum, samples and seconds (carried over a mid-epoch resume)
+    count: int = 0
+    seconds: float = 0.0
+
+
+def _restore(st: dict[str, Any], dm: nn.Module, opt: torch.optim.Optimizer, sched: Any,
+             scaler: torch.amp.GradScaler, gen: torch.Generator, aug_gen: torch.Generator, res: Result,
+             steps_per_epoch: int) -> tuple[_Loop, StepLog]:
+    """The loop's state from a checkpoint (at an epoch's end, or within one: `mid`)."""
+    dm.load_state_dict(st["model"])
+    opt.load_state_dict(st["opt"])
+    sched.load_state_dict(st["sched"])
+    if st.get("scaler"):
+        scaler.load_state_dict(st["scaler"])
+    mid = st.get("mid")
+    gen.set_state(mid["gen"] if mid else st["gen"])  # mid: the epoch's start, from which its order is redrawn
+    aug_gen.set_state(st["aug_gen"])
+    torch.set_rng_state(st["torch_rng"])
+    if st.get("cuda_rng") is not None and dd.device().type == "cuda":  # dropout on the GPU draws from its own
+        torch.cuda.set_rng_state(st["cuda_rng"], dd.device())
+    # checkpoints written before step checkpoints had no step count: every epoch ran whole
+    loop = _Loop(st["best_state"], st["bad"], st["epoch"] + 1, st.get("step", (st["epoch"] + 1) * steps_per_epoch))
+    if mid:
+        loop.skip, loop.seconds = mid["done"], mid["seconds"]
+        if dd.rank() == 0:  # the saved sums are over every rank: counted once, on rank 0
+            loop.total, loop.count = mid["total"], mid["count"]
+    res.history, res.best_epoch, res.best_score = st["history"], st["best_epoch"], st["best_score"]
+    res.best_loss = st.get("best_loss", float("inf"))  # checkpoints written before the tie-break had none
+    res.resumed_from = st["epoch"] if st["epoch"] >= 0 else None
+    res.resumed_step = loop.step
+    return loop, StepLog(st.get("steps"))
+
+
 def train(dm: DistillModule, data: TrainData, cfg: DistillConfig, targets: TargetFn | None, *,
           checkpoints: Checkpoints | None = None, resume: bool = False, progress: Any = None,
-          on_epoch: Callable[[int, float], None] | None = None) -> Result:
-    """Train `dm.student` in place (best validation weights at the end) and return the history."""
+          on_epoch: Callable[[int, float], None] | None = None,
+          on_step: Callable[[int], None] | None = None) -> Result:
+    """Train `dm.student` in place (best validation weights at the end) and return the history.
+
+    on_epoch(epoch, score) runs after each epoch's checkpoint, on_step(steps done) after each optimizer step."""
     from ..evaluate import seed_everything
 
     gen = seed_everything(cfg.seed)
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
     device = dd.device()
+    runtime.check_precision(cfg.precision, device)
     dm.to(device)  # before the optimizer: it holds the parameters themselves
     params = [p for p in dm.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.epochs)
-    res = Result()
-    best_state, bad, start = None, 0, 0
+    scaler = runtime.scaler(cfg.precision, device)
+    n_all, y_all = len(data.x), torch.from_numpy(data.y)
+    per_step = cfg.batch_size * cfg.grad_accum
+    res = Result(steps_per_epoch=(n_all + per_step - 1) // per_step)
+    loop, log = _Loop(), StepLog()
     if resume and checkpoints is not None and (st := checkpoints.load()) is not None:
-        dm.load_state_dict(st["model"])
-        opt.load_state_dict(st["opt"])
-        sched.load_state_dict(st["sched"])
-        gen.set_state(st["gen"])
-        aug_gen.set_state(st["aug_gen"])
-        torch.set_rng_state(st["torch_rng"])
-        best_state, bad, start = st["best_state"], st["bad"], st["epoch"] + 1
-        res.history, res.best_epoch, res.best_score = st["history"], st["best_epoch"], st["best_score"]
-        res.best_loss = st.get("best_loss", float("inf"))  # checkpoints written before the tie-break had none
-        res.resumed_from = st["epoch"]
+        loop, log = _restore(st, dm, opt, sched, scaler, gen, aug_gen, res, res.steps_per_epoch)
     elif checkpoints is not None:
         checkpoints.clear()
     model = dd.wrap(dm)
-    n_all, y_all = len(data.x), torch.from_numpy(data.y)
-    n_batches = (n_all + cfg.batch_size - 1) // cfg.batch_size
     if progress is not None:
-        progress.start(cfg.epochs * n_batches, start * n_batches)
-    for epoch in range(start, cfg.epochs):
-        if cfg.patience and bad >= cfg.patience:
+        progress.start(cfg.epochs * res.steps_per_epoch, loop.start * res.steps_per_epoch + loop.skip)
+
+    def make(idx: torch.Tensor) -> Batch:
+        return batch_of(idx, data.x, shift if cfg.augment == "shift" else None, targets, aug_gen, device, y_all)
+
+    def snapshot(epoch_done: int, mid: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"epoch": epoch_done, "model": dm.state_dict(), "opt": opt.state_dict(),
+                "sched": sched.state_dict(), "gen": gen.get_state(), "aug_gen": aug_gen.get_state(),
+                "torch_rng": torch.get_rng_state(), "best_state": loop.best_state, "bad": loop.bad,
+                "history": res.history, "best_epoch": res.best_epoch, "best_score": res.best_score,
+                "best_loss": res.best_loss, "step": loop.step, "mid": mid, "scaler": scaler.state_dict(),
+                "steps": log.state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+    for epoch in range(loop.start, cfg.epochs):
+        if cfg.patience and loop.bad >= cfg.patience:
             break
-        t0 = time.perf_counter()
+        t0 = time.perf_counter() - loop.seconds
         dm.train()
-        total, count = 0.0, 0
-        for idx in torch.randperm(n_all, generator=gen).split(cfg.batch_size):
-            xs = batches.take(data.x, idx)
-            if cfg.augment == "shift":  # image inputs only (shift leaves others as they are)
-                xs = tuple(shift(x, aug_gen) for x in xs)  # drawn for the whole global batch: same on every rank
-            mine = dd.shard(torch.arange(len(idx)))
-            weight = dd.shard_weight(len(mine), len(idx))
-            idx, xs = idx[mine], batches.to(batches.rows(xs, mine), device)
-            target, feats = targets(idx, xs) if targets is not None else (None, {})
-            if target is not None:
-                target, feats = target.to(device), {k: v.to(device) for k, v in feats.items()}
-            batch = Batch(xs, y_all[idx].to(device), idx.to(device), target, feats)
-            opt.zero_grad()
-            loss, _ = model(batch)
-            if not math.isfinite(loss.item()) and dd.world() == 1:  # a NaN step would poison every weight
-                # (under torchrun every rank must reach the same collectives: the epoch's check below stops them)
-                total, count = float("nan"), count + len(idx)
+        epoch_gen = gen.get_state()  # a mid-epoch checkpoint keeps it: resuming redraws the same order
+        groups = torch.randperm(n_all, generator=gen).split(per_step)
+        for k in range(loop.skip, len(groups)):
+            out = step(model, groups[k], make, cfg, opt, scaler, device)
+            if out is None:
+                loop.total = float("nan")
                 break
-            (loss * weight).backward()
-            opt.step()
-            total, count = total + loss.item() * len(idx), count + len(idx)
+            loop.total, loop.count, loop.step = loop.total + out[0], loop.count + out[1], loop.step + 1
+            log.add(loop.step, out[0] / max(out[1], 1))  # rank 0's share of the batch: no collective per step
             if progress is not None:
-                progress.advance(epoch, total / max(count, 1), res.best_score)
+                progress.advance(epoch, loop.total / max(loop.count, 1), res.best_score, samples=len(groups[k]))
+            if checkpoints is not None and cfg.checkpoint_every and loop.step % cfg.checkpoint_every == 0 \
+                    and k < len(groups) - 1:  # the epoch's end writes its own
+                total, count = dd.sum_over_ranks(loop.total, loop.count)
+                checkpoints.save_step(snapshot(epoch - 1, {"epoch": epoch, "done": k + 1, "gen": epoch_gen,
+                                                           "total": total, "count": int(count),
+                                                           "seconds": time.perf_counter() - t0}))
+            if on_step:
+                on_step(loop.step)
         sched.step()
         # the same samples on every rank (no randomness): every rank gets the same statistics
-        total, count = dd.sum_over_ranks(total, count)  # report the loss of the whole epoch, not one shard
+        total, count = dd.sum_over_ranks(loop.total, loop.count)  # the loss of the whole epoch, not one shard
+        loop.skip, loop.total, loop.count, loop.seconds = 0, 0.0, 0, 0.0
+        loss = total / max(count, 1)
         first = res.history[0]["loss"] if res.history else None
-        if (why := diverging(total / max(count, 1), first, epoch)) is not None:
+        if (why := diverging(loss, first, epoch)) is not None:
             # stop before a checkpoint of it; the best earlier epoch (if any) is kept, and the caller judges it
             res.stopped = f"training diverged: {why}; lower --lr (now {cfg.lr:g}) or check the data for NaN or Inf"
             break
-        step = max(1, n_all // BN_SAMPLES)
-        recalibrate_bn(dm.student, batches.take(data.x, slice(0, step * BN_SAMPLES, step)), cfg.batch_size)
+        stride = max(1, n_all // BN_SAMPLES)
+        recalibrate_bn(dm.student, batches.take(data.x, slice(0, stride * BN_SAMPLES, stride)), cfg.batch_size)
         dd.sync_buffers(dm)
         score, val_loss = _score(dm.student, data)
         if score > res.best_score or (score == res.best_score and val_loss < res.best_loss):
-            res.best_score, res.best_loss, res.best_epoch, bad = score, val_loss, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in dm.student.state_dict().items()}
+            res.best_score, res.best_loss, res.best_epoch, loop.bad = score, val_loss, epoch, 0
+            loop.best_state = {k: v.detach().clone() for k, v in dm.student.state_dict().items()}
         else:
-            bad += 1
-        res.history.append({"epoch": epoch, "loss": total / max(count, 1), "val": score, "val_loss": val_loss,
+            loop.bad += 1
+        res.history.append({"epoch": epoch, "loss": loss, "val": score, "val_loss": val_loss,
                             "seconds": time.perf_counter() - t0})
         if progress is not None:
-            progress.advance(epoch, total / max(count, 1), res.best_score, steps=0)
+            progress.advance(epoch, loss, res.best_score, steps=0)
         if on_epoch:
             on_epoch(epoch, score)
         if checkpoints is not None:
-            checkpoints.save({"epoch": epoch, "model": dm.state_dict(), "opt": opt.state_dict(),
-                              "sched": sched.state_dict(), "gen": gen.get_state(), "aug_gen": aug_gen.get_state(),
-                              "torch_rng": torch.get_rng_state(), "best_state": best_state, "bad": bad,
-                              "history": res.history, "best_epoch": res.best_epoch, "best_score": res.best_score,
-                              "best_loss": res.best_loss})
-    if best_state is not None:
-        dm.student.load_state_dict(best_state)
+            checkpoints.save(snapshot(epoch))
+    res.step_loss = log.curve()
+    if loop.best_state is not None:
+        dm.student.load_state_dict(loop.best_state)
     dm.student.eval()
     return res
 

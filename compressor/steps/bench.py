@@ -106,7 +106,7 @@ def measure(s: State, bounds: str = "demo") -> dict[str, Any]:
                 with contextlib.suppress(Exception):  # its own parameters and MACs (teacher != student)
                     it.info.update(torch_counts(m.module, example))
                 items.append(it)
-        extra = {k: s.sections[k] for k in ("teacher", "student", "data") if k in s.sections}
+        extra = {k: s.sections[k] for k in ("teacher", "student", "data", "distillation") if k in s.sections}
         try:
             counts = torch_counts(module, example)
         except Exception:  # noqa: BLE001 - best effort: bench.run falls back to counting the ONNX graph

@@ -55,7 +55,11 @@ def distill(s: State) -> None:
         "ensemble_mean": cfg.ensemble_mean if len(out.teachers) > 1 else None, "assistants": cfg.assistants,
         "epochs": used.epochs, "lr": used.lr, "augment": cfg.augment, "unlabeled": cfg.unlabeled, "seed": cfg.seed,
         "run_dir": out.run_dir, "teacher_cache": out.cache_keys, "stages": out.stages,
-        "distributed_world_size": dd.world(), "device": out.device, "output_kind": out.kind,
+        "distributed_world_size": dd.world(), "device": out.device, "precision": used.precision,
+        "batch_size": used.batch_size, "grad_accum": used.grad_accum,
+        # --batch-size is global: under torchrun each rank takes its share of every batch
+        "effective_batch_size": used.batch_size * used.grad_accum,
+        "threads": out.threads, "checkpoint_every": used.checkpoint_every, "output_kind": out.kind,
         "collapsed": bool(out.check.get("collapsed", False)), "output": out.output, "budget": out.budget,
     }
     print_table(s.console, s.sections["teacher"], s.sections["student"])

@@ -102,7 +102,9 @@ def test_torchrun_two_processes_match_one(tmp_path):
     torch.manual_seed(0)
     torch.save(DigitsMLP().state_dict(), tmp_path / "student.pt")  # 4,810 parameters
     common = ["--student", tmp_path / "student.pt", "--student-arch", "compressor.models:DigitsMLP",
-              "--epochs", 3, "--method", "kd,dkd:0.5", "--min-kept", 0]  # one try each: the runs compare alike
+              "--epochs", 3, "--method", "kd,dkd:0.5", "--min-kept", 0,  # one try each: the runs compare alike
+              # DDP's no_sync on the accumulated batches, and a step checkpoint's collective, on both sides
+              "--batch-size", 32, "--grad-accum", 2, "--checkpoint-every", 5]
     torchrun = Path(sys.executable).with_name("torchrun")
     r = subprocess.run(check=False, args=[str(torchrun), "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port",
                         str(free_port()), "-m", "compressor.cli"]
@@ -114,6 +116,7 @@ def test_torchrun_two_processes_match_one(tmp_path):
     assert r1.returncode == 0, r1.stderr[-2000:]
     ddp, one = manifest(tmp_path / "ddp"), manifest(tmp_path / "one")
     assert ddp["distillation"]["distributed_world_size"] == 2 and one["distillation"]["distributed_world_size"] == 1
+    assert ddp["distillation"]["threads"] == 1  # OMP_NUM_THREADS=1 under torchrun: the share of 2 cores, 2 ranks
     h_ddp, h_one = ddp["distillation"]["stages"][0]["history"], one["distillation"]["stages"][0]["history"]
     # rel 1e-5: an odd last batch weighted per rank instead of per sample drifted by 2e-4 after one epoch
     assert [h["loss"] for h in h_ddp] == pytest.approx([h["loss"] for h in h_one], rel=1e-5)
@@ -122,3 +125,38 @@ def test_torchrun_two_processes_match_one(tmp_path):
     # rank 0 alone wrote the checkpoints and the output; the teacher cache was filled once
     assert (tmp_path / "ck1" / "stage-0" / "done.pt").exists()
     assert not list(tmp_path.glob(".ddp.tmp-*"))
+
+
+def test_the_manifest_records_how_the_student_trained(tmp_path):
+    """The distillation section: device, precision, batch, accumulation, world size, threads, and per stage the
+    loss curve (per epoch and per step). In-process with a tiny teacher: a second or two."""
+    import torch
+    from rich.console import Console
+
+    from compressor import data as datasets
+    from compressor.config import RunConfig
+    from compressor.distill.config import DistillConfig
+    from compressor.loading import from_module
+    from compressor.models import DigitsMLP
+    from compressor.steps.distill import distill
+    from compressor.steps.state import State
+
+    torch.manual_seed(0)
+    d = DistillConfig(student="auto", ratio=0.5, epochs=2, batch_size=32, grad_accum=2, precision="bf16",
+                      checkpoint_every=3, min_kept=0, cache_dir=str(tmp_path / "cache"),
+                      checkpoint_dir=str(tmp_path / "ck"))
+    s = State(RunConfig(model="demo", distill=d), Console(quiet=True), workdir=tmp_path)
+    s.teacher = from_module(DigitsMLP(hidden=32), name="tiny")
+    all_ = datasets.split(datasets.load_digits(), seed=0)
+    tr = all_.train
+    s.splits = datasets.Splits(datasets.Dataset(tr.x[:256], tr.y[:256], tr.classes, tr.source), all_.val, all_.test)
+    distill(s)
+    sec = s.sections["distillation"]
+    assert {k: sec[k] for k in ("device", "precision", "batch_size", "grad_accum", "effective_batch_size",
+                                "distributed_world_size", "checkpoint_every")} == {
+        "device": "cpu", "precision": "bf16", "batch_size": 32, "grad_accum": 2, "effective_batch_size": 64,
+        "distributed_world_size": 1, "checkpoint_every": 3}
+    assert "threads" in sec
+    st = sec["stages"][0]
+    assert st["steps_per_epoch"] == 4 and len(st["history"]) == 2 and len(st["step_loss"]) == 8
+    assert {"epoch", "loss", "val", "seconds"} <= set(st["history"][0])
