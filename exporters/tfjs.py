@@ -27,7 +27,7 @@ from compressor.core.errors import CompressError, ConverterError
 from compressor.core.parity import Parity, compare, compare_all, page_rule, rule
 from compressor.core.registry import check_choice
 
-from . import background, bundle, cache, tf_route
+from . import background, bundle, cache, tf_route, tfjs_graph
 from .base import TFJS_QUANT, ExportJob
 
 NAME = "tfjs"
@@ -194,6 +194,7 @@ def export(job: ExportJob) -> list[Artifact]:
     if dest.exists():
         raise CompressError(f"bundle folder {dest.name} is used twice; give --bundle another name")
     cached = convert_cached(sm, dest / "model", job)
+    folded = tfjs_graph.fold_transposes(dest / "model" / "model.json")  # the layout round trips LiteRT folds
     seconds = cached.pop("seconds") + shared
     if shared:  # this artifact reports the SavedModel's time: say whether onnx2tf ran
         cached.update({k: v for k, v in tf_route.saved_model_cache(job).items() if k != "key"})
@@ -209,7 +210,10 @@ def export(job: ExportJob) -> list[Artifact]:
                      convert_seconds=seconds, extra={"converter": "onnx2tf (SavedModel) + tensorflowjs_converter "
                                                      "(.venv-tfjs)", "layout": layout, "batch": tf_route.STATIC_BATCH,
                                                      "weight_quantization":
-                                                     job.options.tfjs_quant, "files": files, **cached})
+                                                     job.options.tfjs_quant, "files": files,
+                                                     "transposes_folded": folded,
+                                                     "transpose_ops": tfjs_graph.transpose_count(
+                                                         dest / "model" / "model.json"), **cached})
     web = Artifact(path=dest, format="web-bundle", variant="tfjs", inputs=spec[0], outputs=spec[1],
                    convert_seconds=time.perf_counter() - t0, extra={"runtime": "tfjs (wasm)", **stats})
     job.shared.bundles[dest] = web
