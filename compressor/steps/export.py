@@ -11,7 +11,7 @@ from exporters.base import ExportJob
 
 from ..core import feeds
 from ..core.artifact import Artifact, require_parity
-from ..core.errors import CompressError
+from ..core.errors import CompressError, ConverterError
 from ..core.files import remove
 from ..core.parity import Parity
 from ..evaluate import predict
@@ -51,8 +51,15 @@ def check_and_keep(s: State, made: list[Artifact], validate: Callable[[Artifact]
     published), keep the rest in s.artifacts and report each through `kept`. A failed `optional` one (a
     reduced-precision variant the user did not name) is left out instead, its reason put in `skipped`."""
     for a in made:
-        with s.console.status(f"checking {what.format(a.name)} ..."):
-            a.parity = validate(a)
+        try:
+            with s.console.status(f"checking {what.format(a.name)} ..."):
+                a.parity = validate(a)
+        except ConverterError as e:  # the runtime cannot run it (named in one line by the validator)
+            if not (optional(a) and skipped is not None):
+                raise
+            skipped[a.name] = f"{e}; not written"
+            remove(a.path)
+            continue
         if not a.parity.passed and optional(a) and skipped is not None:
             skipped[a.name] = f"parity check failed ({a.parity.failure()}); not written"
             remove(a.path)  # the staged output holds only what the manifest lists

@@ -306,41 +306,47 @@ def export(job: ExportJob) -> list[Artifact]:
     folder.mkdir(exist_ok=True)
     made = []
     for variant in variants:
-        t1 = time.perf_counter()
         path = folder / f"model_{variant.replace('-', '_')}.tflite"
-        budget = {}
-        if variant == "int8" and job.options.max_accuracy_drop is not None and feeds.is_packed(job.reference):
-            # the budget's search judges one output; several are held to their parity rules alone
-            budget = {"budget": f"not applied: the model has {len(feeds.names(job.reference))} outputs, each held "
-                                "to its parity rule"}
-            budget.update(convert_cached(sm, variant, job, path))
-        elif variant == "int8" and job.options.max_accuracy_drop is not None:
-            try:
-                budget = _int8_within_budget(job, sm, path)  # a search over settings: not cached
-            except BudgetError as e:
-                if job.options.variants:  # asked for by name: the run fails, as the user expects
-                    raise
-                # one of the default variants: skipped with the reason, the others still ship
-                job.shared.skipped[f"tflite:{variant}"] = str(e).splitlines()[0] + " " + str(e).splitlines()[-1]
-                continue
-        else:
-            budget = convert_cached(sm, variant, job, path)
-        if job.class_names:
-            attach_labels(path, job.class_names)
-        ops = tf_route.graph_ops(path)
-        ins, outs = io_specs(path)
-        counts: dict[str, int] = {}
-        for op in ops:
-            counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
-        made.append(Artifact(
-            path=path, format="tflite", variant=variant, inputs=ins, outputs=outs,
-            convert_seconds=time.perf_counter() - t1 + (shared if variant == "float32" else 0.0),
-            extra={"converter": "onnx2tf (SavedModel) + tf.lite.TFLiteConverter", "layout": tf_route.layout_of(job),
-                   "batch": BATCH, **(saved_model_cache if variant == "float32" else {}),
-                   "calibration_samples": len(job.calib) if variant in ("int8", "int16x8") else 0,
-                   **tf_route.transpose_stats(ops), "op_counts": dict(sorted(counts.items())), **budget,
-                   **({"labels": "labels.txt packed in the .tflite (zip)"} if job.class_names else {})}))
+        try:
+            made.append(_variant(job, sm, variant, path, shared, saved_model_cache))
+        except (BudgetError, ConverterError) as e:
+            if job.options.variants or variant == "float32":  # asked for by name, or the reference: the run fails
+                raise
+            # one of the default reduced-precision variants: skipped with the reason, the others still ship
+            lines = str(e).splitlines()
+            job.shared.skipped[f"tflite:{variant}"] = lines[0] + (" " + lines[-1] if len(lines) > 1 else "")
+            path.unlink(missing_ok=True)
     return made
+
+
+def _variant(job: ExportJob, sm: Path, variant: str, path: Path, shared: float, saved_model_cache: dict) -> Artifact:
+    """One TFLite variant converted (the int8 one within the accuracy budget) and described."""
+    t1 = time.perf_counter()
+    budget = {}
+    if variant == "int8" and job.options.max_accuracy_drop is not None and feeds.is_packed(job.reference):
+        # the budget's search judges one output; several are held to their parity rules alone
+        budget = {"budget": f"not applied: the model has {len(feeds.names(job.reference))} outputs, each held "
+                            "to its parity rule"}
+        budget.update(convert_cached(sm, variant, job, path))
+    elif variant == "int8" and job.options.max_accuracy_drop is not None:
+        budget = _int8_within_budget(job, sm, path)  # a search over settings: not cached
+    else:
+        budget = convert_cached(sm, variant, job, path)
+    if job.class_names:
+        attach_labels(path, job.class_names)
+    ops = tf_route.graph_ops(path)
+    ins, outs = io_specs(path)
+    counts: dict[str, int] = {}
+    for op in ops:
+        counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+    return Artifact(
+        path=path, format="tflite", variant=variant, inputs=ins, outputs=outs,
+        convert_seconds=time.perf_counter() - t1 + (shared if variant == "float32" else 0.0),
+        extra={"converter": "onnx2tf (SavedModel) + tf.lite.TFLiteConverter", "layout": tf_route.layout_of(job),
+               "batch": BATCH, **(saved_model_cache if variant == "float32" else {}),
+               "calibration_samples": len(job.calib) if variant in ("int8", "int16x8") else 0,
+               **tf_route.transpose_stats(ops), "op_counts": dict(sorted(counts.items())), **budget,
+               **({"labels": "labels.txt packed in the .tflite (zip)"} if job.class_names else {})})
 
 
 def attach_labels(path: Path, names: tuple[str, ...]) -> None:

@@ -195,9 +195,9 @@ def test_a_default_int8_that_misses_its_budget_is_skipped_with_the_reason(tmp_pa
     import numpy as np
     import torch
 
-    from compressor.core.errors import BudgetError
+    from compressor.core.errors import BudgetError, ConverterError
     from exporters import tflite
-    from exporters.base import ExportJob, ExportOptions
+    from exporters.base import ExportJob, ExportOptions, Shared
 
     def missed(*_a, **_k):
         raise BudgetError("tflite int8 cannot meet the accuracy budget (drop <= 1.0 points); tried:\n1 ...\n"
@@ -216,3 +216,16 @@ def test_a_default_int8_that_misses_its_budget_is_skipped_with_the_reason(tmp_pa
     named = dataclasses.replace(job, options=ExportOptions(max_accuracy_drop=1.0, variants=("int8",)))
     with pytest.raises(BudgetError):
         tflite.export(named)
+    # a converter that refuses a default variant: that variant is skipped, named in one line, the rest ship
+    convert = tflite.convert_cached
+
+    def refuses_float16(sm, variant, job, path):
+        if variant == "float16":
+            raise ConverterError("TFLite float16: operator PADV2 (layer 'pool') has no float16 kernel")
+        return convert(sm, variant, job, path)
+    monkeypatch.setattr(tflite, "convert_cached", refuses_float16)
+    again = dataclasses.replace(job, workdir=tmp_path / "again", shared=Shared())
+    again.workdir.mkdir()
+    assert [a.variant for a in tflite.export(again)] == ["float32", "dynamic-int8"]
+    assert again.shared.skipped["tflite:float16"] == "TFLite float16: operator PADV2 (layer 'pool') has no float16 kernel"
+    assert not (again.workdir / "tflite" / "model_float16.tflite").exists()

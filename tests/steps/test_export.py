@@ -48,3 +48,24 @@ def test_float32_is_never_optional():
     job = SimpleNamespace(options=ExportOptions())
     assert not optional_variant(job)(Artifact(Path("m"), "tflite", "float32"))
     assert not optional_variant(job)(Artifact(Path("m"), "onnx", "int8"))
+
+
+def test_a_default_variant_its_runtime_cannot_run_is_skipped_naming_the_operator(tmp_path):
+    from compressor.core.errors import ConverterError
+
+    def validate(a):
+        if a.variant == "dynamic-int8":
+            raise ConverterError("LiteRT cannot run tflite:dynamic-int8: operator CONV_2D writing 'conv1' failed")
+        return parity(1.0)
+    made = [Artifact(tmp_path / "f32", "tflite", "float32"), Artifact(tmp_path / "dyn", "tflite", "dynamic-int8")]
+    for a in made:
+        a.path.write_bytes(b"model")
+    s = SimpleNamespace(console=Console(quiet=True), artifacts=[])
+    skipped: dict[str, str] = {}
+    check_and_keep(s, made, validate, lambda a: None, optional=optional_variant(SimpleNamespace(options=ExportOptions())),
+                   skipped=skipped)
+    assert [a.name for a in s.artifacts] == ["tflite:float32"] and not (tmp_path / "dyn").exists()
+    assert "operator CONV_2D writing 'conv1'" in skipped["tflite:dynamic-int8"]
+    with pytest.raises(ConverterError):  # the reference variant is never skipped
+        check_and_keep(s, made[:1], lambda a: validate(Artifact(a.path, "tflite", "dynamic-int8")), lambda a: None,
+                       optional=optional_variant(SimpleNamespace(options=ExportOptions())), skipped=skipped)
