@@ -149,7 +149,9 @@ def wrap(module: torch.nn.Module) -> torch.nn.Module:
         return module
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    return DDP(module, device_ids=[_device.index] if _device.type == "cuda" else None)
+    # a student distilled on one of several outputs (BERT's last_hidden_state) leaves the other outputs' heads
+    # (its pooler) without gradients, which DDP refuses unless told to look for unused parameters
+    return DDP(module, device_ids=[_device.index] if _device.type == "cuda" else None, find_unused_parameters=True)
 
 
 def run_worker(s: Any, steps: list[tuple[str, Callable]]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 dropped blocks cut out of the graph, the student smaller, as the nn.Module route's, trainable and exportable."""
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -222,3 +223,37 @@ def test_the_cli_distils_a_bert_program_into_its_layers_for_every_target(tmp_pat
     assert made["parameters_after"] == m["student"]["parameters"] < made["parameters_before"]
     assert {a["format"] for a in m["artifacts"]} >= {"onnx", "tflite", "tfjs"}
     assert all(a["parity"]["passed"] for a in m["artifacts"]), [a["name"] for a in m["artifacts"]]
+
+
+@pytest.mark.heavy
+def test_torchrun_two_processes_match_one_for_a_layer_student(tmp_path):
+    """Issue 15: torchrun on CPU matches one process for a transformer student too (a layers:2 student cut from
+    a BERT program; LayerNorm is per sample, so the averaged gradients equal one process's)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("transformers")
+    from tests.compressor.test_text import WORDS, make_tokenizer
+    from tests.steps.test_distill import ENV, free_port, manifest
+
+    bert_program(tmp_path)
+    make_tokenizer(tmp_path / "tok")
+    rng = random.Random(0)
+    (tmp_path / "texts.txt").write_text("\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 10)))
+                                                  for _ in range(160)) + "\n")
+    common = ["bert.pt2", "--student", "layers:2", "--data", "texts.txt", "--tokenizer", "tok", "--target", "onnx",
+              "--task", "embed", "--epochs", "2", "--min-kept", "0", "--batch-size", "16",
+              "--teacher-cache-dir", "cache"]
+    cli = [sys.executable, "-m", "compressor.cli"]
+    torchrun = [str(Path(sys.executable).with_name("torchrun")), "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+                "--master-port", str(free_port()), "-m", "compressor.cli"]
+    for launcher, out in ((torchrun, "ddp"), (cli, "one")):
+        r = subprocess.run(launcher + common + ["--out", out, "--checkpoint-dir", f"ck-{out}"], capture_output=True,
+                           text=True, env=ENV, cwd=tmp_path, timeout=300, check=False)
+        assert r.returncode == 0, r.stderr[-3000:]
+    ddp, one = manifest(tmp_path / "ddp"), manifest(tmp_path / "one")
+    assert ddp["distillation"]["distributed_world_size"] == 2 and one["distillation"]["distributed_world_size"] == 1
+    assert ddp["student"]["made_by"]["kept_layers"] == one["student"]["made_by"]["kept_layers"] == [0, 3]
+    h_ddp, h_one = ddp["distillation"]["stages"][0]["history"], one["distillation"]["stages"][0]["history"]
+    assert [h["loss"] for h in h_ddp] == pytest.approx([h["loss"] for h in h_one], rel=1e-4)
+    assert [h["val"] for h in h_ddp] == pytest.approx([h["val"] for h in h_one], abs=1e-4)
