@@ -8,8 +8,9 @@ nothing downloaded: hidden 256, 6 layers, 4 heads, MLP 1024, vocabulary 1000; --
 take `input_ids` alone and return logits, and trained briefly on a synthetic token task whose class is the
 bucket (token // 250) of the first token, so that its outputs depend on the input. It is then distilled through
 `compressor.distill.engine.distill` with `--student layers:K` on the same sequences *without* labels (the
-teacher's soft outputs are the only targets). Latency: median wall time of one forward pass of a batch, one
-thread, teacher and student alternating, after warm-up.
+teacher's soft outputs are the only targets), once with kd alone and once with kd plus the encoder blocks'
+hidden states (`--method kd,hidden`: student block j learns teacher block kept_layers[j]'s output). Latency:
+median wall time of one forward pass of a batch, one thread, teacher and student alternating, after warm-up.
 """
 from __future__ import annotations
 
@@ -92,6 +93,21 @@ def agreement(student, teacher, x: np.ndarray) -> float:
     return float((predict(student, x).argmax(1) == predict(teacher, x).argmax(1)).mean())
 
 
+def hidden_gap(student, teacher, x) -> float:
+    """Mean over the mapped block pairs of the MSE between the student's and the teacher's hidden states on x."""
+    import torch
+
+    from compressor.distill.features import tap
+    from compressor.distill.hidden import layer_pairs
+
+    pairs = layer_pairs(teacher, student)
+    with torch.no_grad(), tap(teacher, [t for t, _ in pairs], "teacher") as tf, \
+            tap(student, [s for _, s in pairs], "student") as sf:
+        teacher.eval()(x)
+        student.eval()(x)
+        return float(torch.stack([torch.mean((sf[s] - tf[t]) ** 2) for t, s in pairs]).mean())
+
+
 def run(cfg: dict[str, Any], keep: int, work: str, lr: float = 1e-4) -> dict[str, Any]:
     import torch
     from rich.console import Console
@@ -111,20 +127,32 @@ def run(cfg: dict[str, Any], keep: int, work: str, lr: float = 1e-4) -> dict[str
     teacher_seconds = time.perf_counter() - t0
     unlabelled = datasets.Splits(*(datasets.Dataset(d.x, None, (), "tokens") for d in (sp.train, sp.val, sp.test)))
     dropped, _ = layers.drop_layers(teacher, keep)  # before training: what layer dropping alone keeps
-    t0 = time.perf_counter()
-    out = distill(from_module(teacher, input_shape=(1, cfg["seq"]), name="bert teacher"), unlabelled,
-                  DistillConfig(student=f"layers:{keep}", epochs=cfg["epochs"], lr=lr, batch_size=32,
-                                cache_dir=f"{work}/cache", checkpoint_dir=f"{work}/runs"),
-                  console=Console(stderr=True))
-    distill_seconds = time.perf_counter() - t0
+    seconds, outs = {}, {}
+    for methods in (("kd",), ("kd", "hidden")):  # the same teacher, data and schedule: only the loss differs
+        t0 = time.perf_counter()
+        outs[methods] = distill(from_module(teacher, input_shape=(1, cfg["seq"]), name="bert teacher"), unlabelled,
+                                DistillConfig(student=f"layers:{keep}", methods=methods, epochs=cfg["epochs"], lr=lr,
+                                              batch_size=32, cache_dir=f"{work}/cache",
+                                              checkpoint_dir=f"{work}/runs-{'-'.join(methods)}"),
+                                console=Console(stderr=True))
+        seconds[methods] = time.perf_counter() - t0
+    out, hid = outs[("kd",)], outs[("kd", "hidden")]
+    distill_seconds = seconds[("kd",)]
     x = torch.from_numpy(sp.test.x[:cfg["batch"]])
     lat = latency({"teacher": teacher, "student": out.student}, x, cfg["repeats"])
+    x_test = torch.from_numpy(sp.test.x)
     return {
         "config": cfg, "distill_lr": lr, "kept_layers": out.student_info["kept_layers"], "stack": out.student_info["stack"],
         "teacher_parameters": students.count_params(teacher), "student_parameters": students.count_params(out.student),
         "teacher_test_accuracy": accuracy(teacher, sp.test), "student_test_accuracy": accuracy(out.student, sp.test),
         "agreement_dropped_untrained": agreement(dropped, teacher, sp.test.x),
         "agreement_test": agreement(out.student, teacher, sp.test.x), "validation_check": out.check,
+        "hidden_student_test_accuracy": accuracy(hid.student, sp.test),
+        "hidden_agreement_test": agreement(hid.student, teacher, sp.test.x),
+        "hidden_mse_dropped": hidden_gap(dropped, teacher, x_test),
+        "hidden_mse_kd": hidden_gap(out.student, teacher, x_test),
+        "hidden_mse_hidden": hidden_gap(hid.student, teacher, x_test),
+        "hidden_pairs": hid.methods["hidden"]["pairs"], "hidden_distill_seconds": round(seconds[("kd", "hidden")], 1),
         "latency_teacher_s": lat["teacher"], "latency_student_s": lat["student"],
         "teacher_train_seconds": round(teacher_seconds, 1), "distill_seconds": round(distill_seconds, 1),
         "versions": versions(),
@@ -144,18 +172,23 @@ def table(r: dict[str, Any]) -> str:
              f"vocab {c['vocab']}, sequences of {c['seq']} tokens); --student layers:{len(r['kept_layers'])} keeps "
              f"{r['stack']} {r['kept_layers']}")
     rows = [("teacher", r["teacher_parameters"], f"{1e3 * r['latency_teacher_s']:.2f} ms",
-             pct(r["teacher_test_accuracy"]), ""),
+             pct(r["teacher_test_accuracy"]), "", ""),
             ("student (layers dropped, before distillation)", r["student_parameters"], "", "",
-             pct(r["agreement_dropped_untrained"])),
+             pct(r["agreement_dropped_untrained"]), f"{r['hidden_mse_dropped']:.4f}"),
             ("student (distilled, no labels)", r["student_parameters"], f"{1e3 * r['latency_student_s']:.2f} ms",
-             pct(r["student_test_accuracy"]), pct(r["agreement_test"]))]
+             pct(r["student_test_accuracy"]), pct(r["agreement_test"]), f"{r['hidden_mse_kd']:.4f}"),
+            (f"student layers:{len(r['kept_layers'])} distilled with hidden states (kd,hidden)",
+             r["student_parameters"], "same", pct(r["hidden_student_test_accuracy"]), pct(r["hidden_agreement_test"]),
+             f"{r['hidden_mse_hidden']:.4f}")]
     lines = [title, "", (f"| model | parameters | latency, batch {c['batch']}, 1 thread | test accuracy | "
-             "agreement with teacher |"), "|---|---|---|---|---|"]
-    lines += [f"| {n} | {p:,} | {lat} | {acc} | {agr} |" for n, p, lat, acc, agr in rows]
+             "agreement with teacher | hidden-state MSE to the teacher's blocks |"), "|---|---|---|---|---|---|"]
+    lines += [f"| {n} | {p:,} | {lat} | {acc} | {agr} | {mse} |" for n, p, lat, acc, agr, mse in rows]
     ratio_p = r["student_parameters"] / r["teacher_parameters"]
     ratio_t = r["latency_student_s"] / r["latency_teacher_s"]
     lines += ["", (f"parameters {ratio_p:.1%} of the teacher's, latency {ratio_t:.1%}; teacher trained in "
-              f"{r['teacher_train_seconds']} s, student distilled (lr {r['distill_lr']:g}) in {r['distill_seconds']} s; "
+              f"{r['teacher_train_seconds']} s, student distilled (lr {r['distill_lr']:g}) in {r['distill_seconds']} s, "
+              "with hidden states in "
+              f"{r['hidden_distill_seconds']} s (pairs {r['hidden_pairs']}); "
               f"{r['versions']}")]
     return "\n".join(lines)
 

@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                           "or from random weights (random)")
     g.add_argument("--student-arch", help="package.module:Class when the student file is a state_dict")
     g.add_argument("--method", help="losses with optional weights, e.g. kd or kd:1,dkd:0.5; "
-                                    "choose from labels, kd, dkd, hint, crd, cosine, mse, smooth_l1 "
+                                    "choose from labels, kd, dkd, hint, crd, cosine, mse, smooth_l1, hidden "
                                     "(default kd: the output kind's loss)")
     g.add_argument("--temperature", type=float, help="softmax temperature of the soft targets (default 4)")
     g.add_argument("--alpha", type=float, help="weight of the hard-label loss, 0..1 (default 0.5)")

@@ -21,6 +21,7 @@ METHODS.add("crd", "compressor.distill.methods:CRD")  # Tian et al. 2019
 METHODS.add("cosine", "compressor.distill.methods:Cosine")  # embeddings: 1 - cos to the teacher's
 METHODS.add("mse", "compressor.distill.methods:MSE")  # regressions (and an embedding's magnitude)
 METHODS.add("smooth_l1", "compressor.distill.methods:SmoothL1")  # regressions, robust to outlying values
+METHODS.add("hidden", "compressor.distill.hidden:Hidden")  # encoder blocks' hidden states, DistilBERT/TinyBERT
 
 # weights used when none are given: CRD's loss (InfoNCE both ways, ~2 log K at the start) would
 # otherwise swamp the others; 0.2 keeps it the junior term, as its paper's beta = 0.8 does beside CE
@@ -112,7 +113,8 @@ class DistillConfig:
             if not sep or not t or not s:
                 raise CompressError(f"--hint {h!r} must look like teacher_layer:student_layer")
         if "hint" in self.methods and not self.hints:
-            raise CompressError("method 'hint' needs --hint teacher_layer:student_layer (a wrong name lists them)")
+            raise CompressError("method 'hint' needs --hint teacher_layer:student_layer (a wrong name lists them); "
+                                "for encoder blocks mapped automatically use --method kd,hidden")
         if self.hints and "hint" not in self.methods:
             raise CompressError("--hint given but method 'hint' is not selected; add it: --method kd,hint")
         for name in ("epochs", "batch_size", "grad_accum", "crd_dim", "crd_negatives"):

@@ -61,6 +61,7 @@ class Outcome:
     output: str = "output"  # the name of the output distilled (--distill-output), of a model with several
     budget: dict[str, Any] = field(default_factory=dict)  # --min-kept: the tries (compressor/distill/budget.py)
     config: DistillConfig | None = None  # the options this student was trained with (a fallback's, if one)
+    methods: dict[str, Any] = field(default_factory=dict)  # per method, what it chose (hidden: the layer mapping)
 
 
 def _fingerprint(cfg: DistillConfig, data: TrainData, teacher_shas: list[str], stage: int,
@@ -215,6 +216,9 @@ def _stages(out: Outcome, cfg: DistillConfig, data: TrainData, labelled: bool, e
 def _run_stage(student: nn.Module, stage_teachers: list[tuple[nn.Module, str]], data: TrainData,
                cfg: DistillConfig, labelled: bool, example: torch.Tensor, folder: Path, fp: str, name: str,
                console: Console, out: Outcome) -> Result:
+    setup = Setup(cfg, stage_teachers[0][0], student, example, len(data.x), data.kind)
+    methods = build(setup)  # before a finished stage returns too: the manifest records what the methods chose
+    out.methods = {n: d for n, m in methods.items() if (d := m.describe())}  # the last stage's: the student's
     done = folder / "done.pt"
     if cfg.resume and done.exists():
         saved = torch.load(done, map_location="cpu", weights_only=True)
@@ -228,8 +232,7 @@ def _run_stage(student: nn.Module, stage_teachers: list[tuple[nn.Module, str]], 
     if cfg.resume and not (folder / "last.pt").exists():
         # without this a mistyped --checkpoint-dir would silently retrain from epoch 0
         console.print(f"note: --resume: no checkpoint in {folder}; starting {name} from scratch")
-    setup = Setup(cfg, stage_teachers[0][0], student, example, len(data.x), data.kind)
-    dm = DistillModule(student, build(setup), cfg, labelled, output=data.output)
+    dm = DistillModule(student, methods, cfg, labelled, output=data.output)
     tfn = None
     if dm.needs_teacher:
         feats = dm.teacher_features

@@ -55,6 +55,10 @@ class Method(nn.Module):
     def loss(self, b: Batch, logits: torch.Tensor, s_feats: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
+    def describe(self) -> dict:
+        """What the manifest records about this method beyond its weight (hidden: the layer mapping)."""
+        return {}
+
 
 class Labels(Method):
     """Hard labels alone (the supervised baseline); with alpha mixing it is plain cross-entropy."""

@@ -51,7 +51,8 @@ def distill(s: State) -> None:
         "made_by": out.student_info, "validation": out.check,
     }
     s.sections["distillation"] = {
-        "methods": s.cfg.distill.method_weights(), "temperature": used.temperature, "alpha": cfg.alpha,
+        "methods": s.cfg.distill.method_weights(), "method_details": out.methods,  # hidden: the layer pairs
+        "temperature": used.temperature, "alpha": cfg.alpha,
         "ensemble_mean": cfg.ensemble_mean if len(out.teachers) > 1 else None, "assistants": cfg.assistants,
         "epochs": used.epochs, "lr": used.lr, "augment": cfg.augment, "unlabeled": cfg.unlabeled, "seed": cfg.seed,
         "run_dir": out.run_dir, "teacher_cache": out.cache_keys, "stages": out.stages,
