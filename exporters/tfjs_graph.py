@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-ELEMENTWISE = {"AddV2", "Add"}
+# layout-agnostic ops: element-wise on same-shaped tensors (ResNet's residual Add is followed by its ReLU)
+ELEMENTWISE = {"AddV2", "Add", "Relu", "Relu6", "Sigmoid", "Tanh", "Elu", "Selu", "Softplus"}
 SIZES = {"float32": 4, "int32": 4, "float16": 2, "uint8": 1, "int8": 1, "uint16": 2, "int16": 2, "bool": 1,
          "int64": 8}
 
