@@ -59,6 +59,13 @@ def _set_depth(model: nn.Module, parent: nn.Module, n: int, k: int) -> None:
                 setattr(h, attr, k)
 
 
+def _kept(k: int, n: int, name: str, role: str) -> tuple[int, ...]:
+    if k >= n:
+        raise CompressError(f"--student layers:{k}: the {role} has {n} layers in {name}; keep fewer, "
+                            f"1 to {n - 1}")
+    return evenly_spaced(n, k)
+
+
 def drop_layers(teacher: nn.Module, k: int, role: str = "teacher") -> tuple[nn.Module, dict]:
     """A copy of `teacher` with k of its N stacked blocks (evenly spaced, with their weights); and the
     manifest's figures: the stack, the kept indices, parameters before and after."""
@@ -72,10 +79,7 @@ def drop_layers(teacher: nn.Module, k: int, role: str = "teacher") -> tuple[nn.M
                             f"2 blocks of one type), and the {role} has none; use {ALTERNATIVES}")
     name, stack = found
     n = len(stack)
-    if k >= n:
-        raise CompressError(f"--student layers:{k}: the {role} has {n} layers in {name}; keep fewer, "
-                            f"1 to {n - 1}")
-    kept = evenly_spaced(n, k)
+    kept = _kept(k, n, name, role)
     student = copy.deepcopy(teacher)
     parent, leaf = _parent(student, name)
     old = getattr(parent, leaf)
@@ -101,10 +105,7 @@ def _drop_program_layers(teacher: nn.Module, program: ExportedModule, k: int, ro
                             f"program has none; use {ALTERNATIVES}")
     name, indices = found
     n = len(indices)
-    if k >= n:
-        raise CompressError(f"--student layers:{k}: the {role} has {n} layers in {name}; keep fewer, "
-                            f"1 to {n - 1}")
-    kept = evenly_spaced(n, k)
+    kept = _kept(k, n, name, role)
     try:
         cut = layers_pt2.drop_blocks(program, name, indices, kept)
     except layers_pt2.NoHiddenState as e:
