@@ -81,6 +81,8 @@ def to_onnx(model: torch.nn.Module, example: torch.Tensor | tuple[torch.Tensor, 
     x = _example_batch(example, static) if static else _example_batch(example)
     # the dynamo exporter logs a warning per missing optional library (torchvision ops); not the user's concern
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    # onnxscript's constant folding logs "Evaluation failed: cannot reshape array ..." on BERT-base and goes on
+    logging.getLogger("onnxscript").setLevel(logging.ERROR)
     for how in order:
         try:
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
