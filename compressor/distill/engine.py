@@ -84,7 +84,7 @@ def run_dir(cfg: DistillConfig, teacher_shas: list[str], data: TrainData) -> Pat
 
 
 def _stage_student(k: int, n_stages: int, prev: nn.Module, full: float, cfg: DistillConfig,
-                   example: torch.Tensor, given: nn.Module | None) -> nn.Module:
+                   example: torch.Tensor, given: nn.Module | None, info: dict[str, Any] | None = None) -> nn.Module:
     if k == n_stages - 1 and given is not None:
         return given
     measure = students.count_params if cfg.ratio_of == "params" else (lambda m: students.count_macs(m, example))
@@ -92,7 +92,10 @@ def _stage_student(k: int, n_stages: int, prev: nn.Module, full: float, cfg: Dis
     target = full * final_ratio ** ((k + 1) / n_stages)  # geometric steps from teacher to student size
     why = "--student auto" if k == n_stages - 1 else "--assistants"
     base = students.require_module(prev, "teacher", why)
-    student = students.auto_student(base, example, min(1.0, target / measure(base)), cfg.ratio_of)
+    layout: dict[str, Any] = {}
+    student = students.auto_student(base, example, min(1.0, target / measure(base)), cfg.ratio_of, layout)
+    if layout and info is not None and k == n_stages - 1:  # a transformer: heads and MLP width kept per layer
+        info["pruned"] = layout
     return students.reinitialise(student) if cfg.student_init == "random" else student
 
 
@@ -193,7 +196,7 @@ def _stages(out: Outcome, cfg: DistillConfig, data: TrainData, labelled: bool, e
     prev: nn.Module = out.teachers[0].module
     for k in range(n_stages):
         torch.manual_seed(cfg.seed)  # the same random initial state (memory banks, regressors) on every rank
-        student = _stage_student(k, n_stages, prev, full, cfg, example, given)
+        student = _stage_student(k, n_stages, prev, full, cfg, example, given, out.student_info)
         name = "student" if k == n_stages - 1 else f"assistant {k + 1}"
         fp = _fingerprint(cfg, data, [s for _, s in stage_teachers], k, student)
         folder = root / f"stage-{k}"
