@@ -1,10 +1,11 @@
 """A/B mode: two artifacts (or two output folders from two commits) measured interleaved in one run.
 
 Rounds alternate A B, B A, A B ... each measurement in a fresh process or page; samples are
-pooled per side, and each process's median is kept: with >= 5 rounds the gate tests those
-(the process, not the sample, is the independent unit). On a shared machine the absolute times drift with the neighbours' load, but
+pooled per side, and each process's lower quartile and median are kept: with >= 5 rounds the gate
+compares each side's best process (the process, not the sample, is the independent unit; stats.py
+says why the best). On a shared machine the absolute times drift with the neighbours' load, but
 both sides see the same drift, so the ratio B/A measured this way is stable where comparing
-against yesterday's baseline is not. The gate then applies stats.slower_than to B against A.
+against yesterday's baseline is not. The gate then applies stats.slower_than to B against A (1-thread rows; --gate-all-cores for the rest).
 """
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ def run(pairs: list[tuple[Item, Item]], opts: BenchOptions, budget: Budget, *, r
         raise CompressError(f"--ab: no target in {','.join(opts.targets)} runs {pairs[0][0].format} artifacts")
     samples: dict[tuple[str, str, str], list[float]] = {}
     medians: dict[tuple[str, str, str], list[float]] = {}  # one per fresh process
+    p25: dict[tuple[str, str, str], list[float]] = {}  # the gate's observations, one per fresh process
     errors: list[str] = []
     with tempfile.TemporaryDirectory(prefix="compress-ab-") as tmp, _Browsers(todo) as browsers:
         for r in range(rounds):
@@ -60,12 +62,13 @@ def run(pairs: list[tuple[Item, Item]], opts: BenchOptions, budget: Budget, *, r
                 order = (("A", a), ("B", b)) if r % 2 == 0 else (("B", b), ("A", a))
                 for side, it in order:
                     with console.status(f"round {r + 1}/{rounds}: {side} {it.name} on {setting.name} ..."):
-                        res = measure_one(setting, it, opts, browsers, Path(tmp), None)
+                        res = measure_one(setting, it, opts, browsers, Path(tmp), None, throughput=False)
                     if "error" in res:
                         errors.append(f"{side} {it.name} on {setting.name}: {res['error']}")
                         continue
                     samples.setdefault((side, a.name, setting.name), []).extend(res["samples_ms"])
                     medians.setdefault((side, a.name, setting.name), []).append(float(np.median(res["samples_ms"])))
+                    p25.setdefault((side, a.name, setting.name), []).append(stats.process_stat(res["samples_ms"]))
     if not samples:
         raise CompressError(f"--ab: no measurement succeeded ({errors[0] if errors else 'nothing ran'})")
     g = GateResult(notes=errors)
@@ -75,10 +78,13 @@ def run(pairs: list[tuple[Item, Item]], opts: BenchOptions, budget: Budget, *, r
         if not sa or not sb:
             continue
         ma, mb = medians[("A", a.name, setting.name)], medians[("B", a.name, setting.name)]
-        g.latency.append(latency_row((a.name, setting.name), {"samples_ms": sa, "process_medians_ms": ma},
-                                     {"samples_ms": sb, "process_medians_ms": mb}, budget))
+        qa, qb = p25[("A", a.name, setting.name)], p25[("B", a.name, setting.name)]
+        sides = [{"samples_ms": s, "process_medians_ms": m, "process_p25_ms": q, "threads": setting.threads}
+                 for s, m, q in ((sa, ma, qa), (sb, mb, qb))]
+        g.latency.append(latency_row((a.name, setting.name), *sides, budget))
         rows.append({"artifact": a.name, "setting": setting.name, "A_ms": stats.summarize(sa),
                      "B_ms": stats.summarize(sb), "A_process_medians_ms": ma, "B_process_medians_ms": mb,
+                     "A_process_p25_ms": qa, "B_process_p25_ms": qb,
                      "A_samples_ms": sa, "B_samples_ms": sb})
     doc = {"schema": 1, "kind": "edge-compress ab", "rounds": rounds,
            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

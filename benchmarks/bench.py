@@ -1,5 +1,12 @@
 """Run a benchmark: every artifact on every setting of the chosen targets, one fresh process or page each.
 
+Native rows are measured in rounds (default stats.DEFAULT_ROUNDS): each round visits every row once,
+in a fresh process, and the next round goes back the other way (A B C, C B A, ...). A neighbour's burst
+then lands on every row alike instead of inflating whichever row was running, and each row gets one
+median per process: its interval of the median is over processes (stats.median_ci_processes), and
+rows whose intervals overlap are marked level (recommend.mark_level). Only the first round runs the
+throughput phase (it is not what the rounds are for).
+
 The result (bench.json) holds machine info, the bounds, per-artifact facts (size, gzip size,
 parameters, MACs, accuracy) and one row per (artifact, setting): the summary statistics, raw
 samples, load/first-inference times, throughput at batch 1 and at a larger batch, peak memory,
@@ -12,7 +19,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Self
 
@@ -30,7 +37,7 @@ from .discover import Item, canonical_shape, to_layout
 from .gate import SCHEMA
 from .harness import PRESETS, Bounds, Job, run_isolated
 from .platforms import PlatformOptions, Setting, expand
-from .recommend import recommend
+from .recommend import mark_level, recommend
 
 Reference = Callable[[np.ndarray], np.ndarray]  # canonical-layout inputs -> outputs
 
@@ -44,14 +51,21 @@ class BenchOptions:
     seed: int = 0
     peak: bool = True  # measure the matmul peak (skipped in quick tests)
     only: tuple[str, ...] = ()  # keep only these setting names (e.g. the 1-thread rows a CI gate uses)
-    repeats: int = 1  # fresh processes/pages per row; >= 5 lets the gate test per-process medians
+    # fresh processes/pages per row (rounds); None: stats.DEFAULT_ROUNDS for native rows, 1 for browser pages
+    # (a page costs seconds and Chromium's own processes are shared anyway); >= 5 per side lets the gate test
+    repeats: int | None = None
 
     def __post_init__(self) -> None:
-        if self.repeats < 1:
+        if self.repeats is not None and self.repeats < 1:
             raise CompressError("--repeats must be at least 1")
         # Bounds checks their order, not NaN or Inf: a NaN warm-up would never end, an Inf cap never bind
         for name in ("warmup_seconds", "min_seconds", "max_seconds", "batch_seconds"):
             check_number(f"--{name.replace('_', '-')}", getattr(self.bounds, name), 0, hint="seconds")
+
+    def rounds(self, setting: Setting) -> int:
+        if self.repeats is not None:
+            return self.repeats
+        return 1 if setting.browser else stats.DEFAULT_ROUNDS
 
     def settings(self) -> list[Setting]:
         all_ = expand(self.targets, self.platform_options)
@@ -114,6 +128,13 @@ def _row_from(setting: Setting, it: Item, res: dict[str, Any], facts: dict[str, 
     if bad or not samples:  # a row with NaN timings is no measurement: never counted, so never gated as one
         return {**row, "error": f"{bad} of {len(samples)} timing samples are NaN or Inf", "counted": False}
     s = stats.summarize(samples)
+    medians = res.get("process_medians_ms") or []
+    if len(medians) > 1:  # the interval over processes: samples of one process share its luck
+        s["ci_low"], s["ci_high"], s["confidence"] = stats.median_ci_processes(medians)
+        s.update(ci_over="per-process medians (order statistics)", processes=len(medians),
+                 process_min=min(medians), process_max=max(medians))
+    else:  # one process or page: the bootstrap over its samples, narrower than the truth under load
+        s.update(ci_over="samples of one process (bootstrap)", processes=1)
     outputs = res.pop("outputs", None)
     row.update(res)
     row["summary_ms"] = s
@@ -174,16 +195,20 @@ def run(items: list[Item], opts: BenchOptions, *, reference: Reference | None = 
     with console.status("measuring the matmul peak ..."):
         mach = machine.info(peak=opts.peak)
     results: list[list[dict[str, Any]]] = [[] for _ in todo]
+    rounds = [opts.rounds(setting) for setting, _ in todo]
     with tempfile.TemporaryDirectory(prefix="compress-bench-") as tmp, _Browsers(todo) as browsers:
-        # repeats go round the whole plan, so a slow spell of the neighbours hits every row alike
-        for rep in range(opts.repeats):
-            for i, (setting, it) in enumerate(todo):
+        # rounds go round the whole plan, back and forth, so a slow spell of the neighbours hits every row alike
+        for rep in range(max(rounds, default=0)):
+            order = list(enumerate(todo))
+            for i, (setting, it) in order if rep % 2 == 0 else order[::-1]:
+                if rep >= rounds[i]:
+                    continue
                 xs = to_layout(parity_inputs, it.input_shape) if rep == 0 else None
                 label = f"[{i + 1}/{len(todo)}] {it.name} on {setting.target}/{setting.name}" + \
-                    (f" (repeat {rep + 1}/{opts.repeats})" if opts.repeats > 1 else "")
+                    (f" (round {rep + 1}/{rounds[i]})" if rounds[i] > 1 else "")
                 load = os.getloadavg()[0]  # the neighbours' load, to read multi-thread rows by
                 with console.status(label + " ..."):
-                    res = measure_one(setting, it, opts, browsers, Path(tmp), xs)
+                    res = measure_one(setting, it, opts, browsers, Path(tmp), xs, throughput=rep == 0)
                 res["load_avg_1m"] = round(load, 2)
                 results[i].append(res)
         for i, (setting, it) in enumerate(todo):
@@ -194,21 +219,33 @@ def run(items: list[Item], opts: BenchOptions, *, reference: Reference | None = 
             row = _row_from(setting, it, res, facts[it.name], ref_out if xs is not None else None)
             row["parity_reference"] = kind
             rows.append(row)
-            console.print(_line(label, row))
+    mark_level(rows)
+    for i, ((setting, it), row) in enumerate(zip(todo, rows)):
+        console.print(_line(f"[{i + 1}/{len(todo)}] {it.name} on {setting.target}/{setting.name}", row))
     result = {"schema": SCHEMA, "kind": "edge-compress bench",
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "machine": mach, "bounds": asdict(opts.bounds), "targets": list(opts.targets),
             "settings": [st.name for st in settings],  # what this run measured: the gate's scope
             "target_options": asdict(opts.platform_options),  # bench.json schema 1 keeps its key
-            "statistics": {"summary": "median, IQR, p90, min; 95% percentile-bootstrap CI of the median",
-                           "gate": stats.TEST_PROCESS if opts.repeats >= stats.MIN_PROCESSES
-                           else stats.TEST_SAMPLES},
-            "repeats": opts.repeats,
+            "statistics": {"summary": "median, IQR, p90, min of the pooled samples; 95% CI of the median over "
+                                      "per-process medians (order statistics; one process: bootstrap of its samples)",
+                           "level": "rows of one target family whose intervals overlap (level_with)",
+                           "gate": _gate_text(rounds)},
+            "repeats": max(rounds, default=0), "rounds": {s.name: opts.rounds(s) for s in settings},
             "parity_reference": "pytorch (real held-out inputs)" if reference
             else "per row: ONNX/TFLite against the same file on the CPU, TF.js against the float32 ONNX model",
             "artifacts": list(facts.values()), "rows": rows, **(extra or {})}
     result["recommended"] = recommend(result)  # per target: the fastest within the budget, ties by size
     return result
+
+
+def _gate_text(rounds: list[int]) -> str:
+    """Which latency test a --compare of this run can apply (browser rows default to one page)."""
+    gated = [n >= stats.MIN_PROCESSES for n in rounds]
+    if all(gated):
+        return stats.TEST_PROCESS
+    return f"{stats.TEST_PROCESS} (rows with fewer processes: {stats.TEST_SAMPLES})" if any(gated) \
+        else stats.TEST_SAMPLES
 
 
 def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -219,8 +256,9 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
     out = dict(ok[0])
     out["samples_ms"] = [x for r in ok for x in r["samples_ms"]]
     out["process_medians_ms"] = [float(np.median(r["samples_ms"])) for r in ok]
+    out["process_p25_ms"] = [stats.process_stat(r["samples_ms"]) for r in ok]  # the gate's observations
     if len(ok) > 1:
-        out["batch_samples_ms"] = [x for r in ok for x in r.get("batch_samples_ms", [])] or None
+        out["batch_samples_ms"] = [x for r in ok for x in r.get("batch_samples_ms") or []] or None
         for k in ("load_ms", "first_ms", "load_avg_1m"):
             out[k] = float(np.median([r[k] for r in ok if k in r]))
         for k in ("peak_rss_bytes", "peak_js_heap_bytes"):
@@ -233,16 +271,17 @@ def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def measure_one(setting: Setting, it: Item, opts: BenchOptions, browsers: _Browsers, tmp: Path,
-                xs: np.ndarray | None) -> dict[str, Any]:
+                xs: np.ndarray | None, *, throughput: bool = True) -> dict[str, Any]:
     """One measurement: a fresh page in the shared Chromium, or a fresh worker process."""
+    bounds = opts.bounds if throughput else replace(opts.bounds, batch=0)
     if setting.browser:
-        return browsers.get().measure(setting, it.path, it.input_shape, it.input_dtype, opts.bounds, xs,
+        return browsers.get().measure(setting, it.path, it.input_shape, it.input_dtype, bounds, xs,
                                       seed=opts.seed)
     npy = None
     if xs is not None:
         npy = str(tmp / f"parity-{abs(hash((setting.name, it.name)))}.npy")
         np.save(npy, xs.astype(it.input_dtype))
-    return run_isolated(Job(setting.runner, str(it.path), it.input_shape, it.input_dtype, opts.bounds,
+    return run_isolated(Job(setting.runner, str(it.path), it.input_shape, it.input_dtype, bounds,
                             threads=setting.threads, pin_core=setting.pin_core, mem_cap_mb=setting.mem_cap_mb,
                             parity_inputs=npy, seed=opts.seed))
 
@@ -254,7 +293,10 @@ def _line(label: str, row: dict[str, Any]) -> str:
     par = "" if p is None else (f", parity {'ok' if p['passed'] else '[red]FAIL[/]'} "
                                 f"(max|Δ| {p['max_abs_diff']:.1e})")
     mark = "[green]✓[/]" if row["counted"] else "[red]✗[/]"
-    return f"{mark} {label}: median {s['median']:.3f} ms (IQR {s['iqr']:.3f}, n={s['n']}){par}"
+    ci = f"{100 * s['confidence']:.0f}% CI {s['ci_low']:.4g}-{s['ci_high']:.4g}" + \
+        (f" over {s['processes']} processes" if s.get("processes", 1) > 1 else "")
+    lvl = f"; level with {', '.join(row['level_with'])}" if row.get("level_with") else ""
+    return f"{mark} {label}: median {s['median']:.4g} ms ({ci}, IQR {s['iqr']:.3g}, n={s['n']}){par}{lvl}"
 
 
 class _Browsers:

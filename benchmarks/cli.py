@@ -21,10 +21,13 @@ from compressor.core.errors import CompressError
 
 from .harness import PRESETS, Bounds
 
-EPILOG = """gate: latency fails only when the slowdown exceeds --fail-slower AND a one-sided Mann-Whitney U test
-(current vs baseline x (1 + threshold), --alpha) says so; the table shows ratios of medians with 95%
-bootstrap intervals. Every row counted in the baseline whose setting this run measures must be measured
-again (missing, erroring or NaN rows fail; --only/--targets narrow the settings). A baseline from another
+EPILOG = """rows: native rows are measured in interleaved rounds of fresh processes (--repeats, default 6); each
+row's 95% interval of the median is over processes, and rows whose intervals overlap are reported level.
+gate: a 1-thread latency row fails when its best fresh process (lower quartile of its samples; >= 5 processes
+a side) is slower than the baseline's best by more than --fail-slower; all-core rows (--gate-all-cores) and rows
+with fewer processes are shown, not gated. The table shows each ratio and the ratio of medians with a 95% interval.
+Every row counted in the baseline whose setting this run measures must be measured again (missing,
+erroring or NaN rows fail; --only/--targets narrow the settings). A baseline from another
 machine is a loud warning (--fail-other-machine: refused). Devices (--device): see benchmarks/platforms.py;
 --cpu-throttle 4 = DevTools mid-tier. --json: the result document (as bench.json, with the gate's verdict)
 on stdout, the table and logs on stderr. Exit status: 0 passed, 1 gate failed, 2 bad input."""
@@ -46,15 +49,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fail-slower", help="fail when significantly slower by more than this, e.g. 10%%")
     p.add_argument("--fail-larger", help="fail when an artifact grew by more than this, e.g. 5%%")
     p.add_argument("--max-accuracy-drop", type=float, help="fail when accuracy drops by more points than this")
-    p.add_argument("--alpha", type=float, default=0.01, help="significance level of the latency test (0.01)")
+    p.add_argument("--gate-all-cores", action="store_true", help="gate all-core latency rows too (on a dedicated "
+                   "machine; by default only 1-thread rows, which the neighbours' threads disturb least)")
     p.add_argument("--fail-other-machine", action="store_true", help="refuse a --compare baseline measured on "
                    "another CPU model, architecture or core count (default: a loud warning)")
     p.add_argument("--accept-modified", action="store_true", help="benchmark an output folder whose files no "
                    "longer match its manifest.json (refused by default); recorded in bench.json")
     p.add_argument("--ab", nargs=2, type=Path, metavar=("A", "B"), help="interleave A and B and gate on B/A")
     p.add_argument("--rounds", type=int, default=5, help="A/B rounds (default 5; >= 5 for a per-process test)")
-    p.add_argument("--repeats", type=int, default=1, help="fresh processes per row (>= 5: the gate tests "
-                   "per-process medians; default 1)")
+    p.add_argument("--repeats", type=int, help="fresh processes per row, measured in interleaved rounds (default "
+                   "6 for native rows, 1 for browser pages; the latency gate needs >= 5 on both sides)")
     p.add_argument("--only", default="", help="keep only these settings, e.g. onnxruntime-1t,litert-1t")
     p.add_argument("--device", default="pixel-7", help="emulated phone for the mobile target (default pixel-7)")
     p.add_argument("--cpu-throttle", type=float, help="CDP CPU throttling rate (default: the device's: 4 or 6)")
@@ -106,7 +110,7 @@ def run(a: argparse.Namespace) -> tuple[int, str]:
     opts.settings()
     budget = Budget(fail_slower=parse_percent(a.fail_slower, "--fail-slower") if a.fail_slower else None,
                     fail_larger=parse_percent(a.fail_larger, "--fail-larger") if a.fail_larger else None,
-                    max_accuracy_drop=a.max_accuracy_drop, alpha=a.alpha)
+                    max_accuracy_drop=a.max_accuracy_drop, all_cores=a.gate_all_cores)
     if a.ab:
         return _ab(a, opts, budget, console)
     if not a.paths:

@@ -20,6 +20,20 @@ def family(row: dict[str, Any]) -> str:
     return "cpu 1 thread" if row.get("threads") == 1 else "cpu all cores"
 
 
+def level(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two timed rows the measurement cannot tell apart: their 95% intervals of the median overlap."""
+    sa, sb = a["summary_ms"], b["summary_ms"]
+    return sa["ci_low"] <= sb["ci_high"] and sb["ci_low"] <= sa["ci_high"]
+
+
+def mark_level(rows: list[dict[str, Any]]) -> None:
+    """Give each timed row `level_with`: the other rows of its target family it cannot be ranked against."""
+    timed = [r for r in rows if "summary_ms" in r]
+    for r in timed:
+        r["level_with"] = [f"{o['artifact']} on {o['setting']}" for o in timed
+                           if o is not r and family(o) == family(r) and level(r, o)]
+
+
 def recommend(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """{target family: the recommended artifact, the row it rests on, and why}."""
     sizes = {a["name"]: a.get("size_bytes") for a in result["artifacts"]}
@@ -31,10 +45,10 @@ def recommend(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if not rows:
             continue
         fastest = min(rows, key=lambda r: r["summary_ms"]["median"])
-        level = [r for r in rows if r["summary_ms"]["ci_low"] <= fastest["summary_ms"]["ci_high"]]
-        pick = min(level, key=lambda r: (sizes.get(r["artifact"]) or float("inf"), r["summary_ms"]["median"]))
+        tied = [r for r in rows if level(r, fastest)]
+        pick = min(tied, key=lambda r: (sizes.get(r["artifact"]) or float("inf"), r["summary_ms"]["median"]))
         s = pick["summary_ms"]
-        others = sorted({r["artifact"] for r in level} - {pick["artifact"]})
+        others = sorted({r["artifact"] for r in tied} - {pick["artifact"]})
         why = "the fastest" if pick is fastest else f"level with the fastest ({fastest['artifact']}) and smaller"
         if others and pick is fastest:
             why += f"; level with {', '.join(others)}, and the smallest of them"

@@ -183,10 +183,12 @@ def _gate_md(result: dict[str, Any]) -> str:
     lines = [f"## Gate: {'FAILED' if g['failed'] else 'passed'}", ""]
     lines += [f"## FAIL: {b}" for b in g.get("broken", [])]
     if g["latency"]:
-        lines.append(_md(("artifact", "setting", "baseline ms", "current ms", "ratio", "95% CI", "p", "verdict"),
+        lines.append(_md(("artifact", "setting", "baseline ms (best)", "current ms (best)", "ratio",
+                          "median ratio [95% CI]", "verdict"),
                          [[r["artifact"], r["setting"], f"{r['baseline_ms']:.4g}", f"{r['current_ms']:.4g}",
-                           f"{r['ratio']:.3f}", f"[{r['ci_low']:.3f}, {r['ci_high']:.3f}]", f"{r['p_value']:.2g}",
-                           "FAIL" if r["failed"] else "ok"] for r in g["latency"]]))
+                           f"{r['ratio']:.3f}", f"{r['median_ratio']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]",
+                           ("FAIL" if r["failed"] else "ok") if r.get("gated", True) else r["test"]]
+                          for r in g["latency"]]))
     if g["accuracy"]:
         lines += ["", _md(("artifact", "against", "drop (points)", "budget", "verdict"),
                           [[r["artifact"], r["against"], f"{r['drop_points']:.2f}", str(r["budget_points"]),

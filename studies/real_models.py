@@ -111,7 +111,9 @@ def run_model(name: str, workdir: Path, cfg: dict[str, Any], log=print) -> dict[
     targets, variants, dropped = list(TARGETS), list(TFLITE_VARIANTS), []
     while True:
         args = [str(model), *rest, "--out", str(out), "--overwrite",
-                "--target", ",".join(targets)] + (["--variants", ",".join(variants)] if "tflite" in targets else [])
+                "--target", ",".join(targets)]
+        if "tflite" in targets and variants != list(TFLITE_VARIANTS):  # the defaults are skipped, not fatal, on a miss
+            args += ["--variants", ",".join(variants)]
         log(f"{name}: compress --target {','.join(targets)} ...")
         code, wall = compress(*args, log=clog, env=env)
         error = re.sub(r"(; tried:|; nothing was written.*)$", "", last_error(clog).splitlines()[0]) if code else ""

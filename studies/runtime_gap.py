@@ -21,8 +21,8 @@ import numpy as np
 
 
 def feeds_for(onnx_path: Path, seq_vocab: int = 100) -> dict[str, np.ndarray]:
-    """One batch-1 input per ONNX input: float images as N(0,1), integer inputs (token ids, masks) as ids < 100
-    and ones for masks."""
+    """One batch-1 input per ONNX input: float images as N(0,1), integer inputs (token ids, masks) as ids below
+    both 100 and the rows of the embedding table they index (a Gather on the input), and ones for masks."""
     import onnxruntime as ort
 
     rng = np.random.default_rng(0)
@@ -30,10 +30,21 @@ def feeds_for(onnx_path: Path, seq_vocab: int = 100) -> dict[str, np.ndarray]:
     for i in ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).get_inputs():
         shape = [1 if not isinstance(d, int) else d for d in i.shape]
         if "int" in i.type:
-            out[i.name] = np.ones(shape, np.int64) if "mask" in i.name else rng.integers(2, seq_vocab, shape)
+            high = min(seq_vocab, _rows_indexed(onnx_path, i.name) or seq_vocab)
+            out[i.name] = np.ones(shape, np.int64) if "mask" in i.name else rng.integers(min(2, high - 1), high, shape)
         else:
             out[i.name] = rng.standard_normal(shape).astype(np.float32)
     return out
+
+
+def _rows_indexed(onnx_path: Path, name: str) -> int | None:
+    """The fewest rows of a weight that a Gather takes with input `name` as its indices (a vocabulary size)."""
+    import onnx
+
+    g = onnx.load(str(onnx_path), load_external_data=False).graph
+    dims = {t.name: t.dims for t in g.initializer}
+    rows = [dims[n.input[0]][0] for n in g.node if n.op_type == "Gather" and n.input[1] == name and n.input[0] in dims]
+    return min(rows) if rows else None
 
 
 def ort_call(onnx_path: Path, feeds: dict[str, np.ndarray], threads: int, extended: bool) -> Callable[[], object]:

@@ -83,9 +83,9 @@ def test_script_without_its_two_arguments_says_how_to_call_it():
 @pytest.mark.slow
 def test_script_on_the_demo_saves_a_baseline_then_passes_the_gate(tmp_path):
     # The fast variant: set-up skipped (done by `make test`), one target, the quick timing preset, the
-    # 1-thread row; a 50% budget because this shared 2-core machine's neighbours move timings (the gate's
-    # statistics have their own tests in tests/benchmarks/): this checks the script's steps.
-    env = {**os.environ, "SETUP": "skip", "BOUNDS": "quick", "ONLY": "onnxruntime-1t", "FAIL_SLOWER": "50%",
+    # 1-thread row; a 100% budget because the quick preset's short processes land in speed modes far apart on
+    # this shared 2-core machine (the gate's rates: benchmarks/gate_rates.py): this checks the script's steps.
+    env = {**os.environ, "SETUP": "skip", "BOUNDS": "quick", "ONLY": "onnxruntime-1t", "FAIL_SLOWER": "100%",
            "COMPRESS": str(Path(sys.executable).parent / "compress")}
     r = subprocess.run(["bash", str(SCRIPT), "demo", "baseline.json"], cwd=tmp_path, env=env,
                        check=False, capture_output=True, text=True, timeout=600)

@@ -15,7 +15,7 @@
 #   EXPORT_ARGS=           more options for the export, e.g. "--quantize int8 --data images/"
 #   BENCH_TARGETS=cpu      where to time them (compress bench --targets)
 #   ONLY=                  settings to gate, e.g. onnxruntime-1t (compress bench --only; empty: all)
-#   REPEATS=5              fresh processes per row (>= 5: the gate tests per-process medians)
+#   REPEATS=6              fresh processes per row (>= 5: the gate compares each side's best process)
 #   BOUNDS=default         timing preset: quick, demo, default, thorough
 #   OUT=latency-out        the export folder; bench.json, report.html and report.md are written there
 #   SETUP=run              run scripts/setup.sh first; `browser` adds --browser (tfjs, onnx-web); `skip`
@@ -49,7 +49,7 @@ read -ra export_args <<< "${EXPORT_ARGS:-}"
 echo "latency-gate: exporting $model to $out (${TARGETS:-onnx})"
 "${compress[@]}" "$model" --target "${TARGETS:-onnx}" "${export_args[@]}" --out "$out" --overwrite
 
-bench=("${compress[@]}" bench "$out" --targets "${BENCH_TARGETS:-cpu}" --repeats "${REPEATS:-5}"
+bench=("${compress[@]}" bench "$out" --targets "${BENCH_TARGETS:-cpu}" --repeats "${REPEATS:-6}"
        --bounds "${BOUNDS:-default}")
 [[ -z "${ONLY:-}" ]] || bench+=(--only "$ONLY")
 

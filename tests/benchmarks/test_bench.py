@@ -47,3 +47,50 @@ def test_each_row_is_checked_against_its_own_reference(models):
     assert [r["counted"] for r in res["rows"]] == [True, False]  # slow's outputs differ from base's
     res = bench.run(items, opts, reference=ref, references={"onnx:slow": lambda x: ort_run(models["slow"], x)})
     assert all(r["counted"] for r in res["rows"])
+
+
+def test_identical_artifacts_come_out_level_under_a_burst_of_load(models, tmp_path, monkeypatch):
+    """Two copies of one model, and a CPU-burning process that starts part-way through the measurements.
+
+    Measured one after the other, the copy that ran during the burst would come out slower; measured
+    in interleaved rounds of fresh processes, the burst lands on both, each row's interval is over its
+    processes, and the two rows are reported level (not ranked).
+    """
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    from benchmarks.harness import PRESETS
+
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    shutil.copy(models["base"], a)
+    shutil.copy(models["base"], b)
+    items, _ = discover([a, b])
+    # all cores: the setting a neighbour's burst hurts most (one thread of the two waits for the core)
+    setting = [s.name for s in expand(("cpu",), PlatformOptions()) if s.runner == "onnxruntime"][-1]
+    opts = bench.BenchOptions(bounds=PRESETS["quick"], peak=False, only=(setting,))
+    burners: list[subprocess.Popen] = []
+    calls: list[tuple[str, float]] = []
+    measure_one = bench.measure_one
+
+    def measure_with_burst(setting, it, *args, **kw):
+        if len(calls) == 5:  # the burst starts in the third of six rounds, and lasts to the end
+            burners.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+        calls.append((it.name, time.perf_counter()))
+        return measure_one(setting, it, *args, **kw)
+
+    monkeypatch.setattr(bench, "measure_one", measure_with_burst)
+    try:
+        res = bench.run(items, opts)
+    finally:
+        for p in burners:
+            p.kill()
+            p.wait()
+    # round after round, back and forth: a b, b a, a b ...
+    assert [n for n, _ in calls] == ["onnx:a", "onnx:b", "onnx:b", "onnx:a"] * 3 and len(burners) == 1
+    ra, rb = res["rows"]
+    assert ra["summary_ms"]["processes"] == rb["summary_ms"]["processes"] == 6  # the default rounds
+    assert ra["level_with"] == [f"onnx:b on {setting}"] and rb["level_with"] == [f"onnx:a on {setting}"]
+    (rec,) = res["recommended"].values()
+    assert "level with" in rec["why"]

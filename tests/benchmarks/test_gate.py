@@ -15,6 +15,10 @@ from compressor.core.errors import CompressError
 QUICK = ["--bounds", "quick", "--targets", "cpu"]
 # five fresh processes per row: the gate then tests per-process medians (the independent unit)
 GATED = ["--bounds", "quick", "--only", "onnxruntime-1t", "--repeats", "5"]
+# The test model runs in ~15 us, where a fresh process lands in speed modes up to 2x apart (best of 5 processes:
+# 11.6-18.6 us over 6 runs here), so A/A uses a 100% budget; `slow` is ~40x. The gate's false-alarm and
+# detection rates at a realistic size are benchmarks/gate_rates.py's to measure, not a test's.
+BUDGET = ["--fail-slower", "100%"]
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +39,15 @@ def test_baseline_holds_samples_machine_and_commit(baseline):
 
 
 def test_aa_compare_does_not_fail(models, baseline, capsys):
-    # the same artifact against its own baseline; 25%: two runs at different moments on a shared machine
-    assert main([str(models["base"]), *GATED, "--compare", str(baseline), "--fail-slower", "25%"]) == 0
+    assert main([str(models["base"]), *GATED, "--compare", str(baseline), *BUDGET]) == 0
     err = " ".join(capsys.readouterr().err.split())
     assert "gate passed" in err and "per-process" in err
 
 
 def test_slowed_down_artifact_fails_compare(models, baseline, tmp_path, capsys):
-    assert main([str(models["slow"]), *GATED, "--compare", str(baseline), "--fail-slower", "25%"]) == 1
+    assert main([str(models["slow"]), *GATED, "--compare", str(baseline), *BUDGET]) == 1
     err = capsys.readouterr().err
-    assert "FAIL" in err and "Mann-Whitney" in err
+    assert "FAIL" in err and "best fresh process" in err
 
 
 def test_size_budget(models, baseline):
@@ -58,7 +61,7 @@ def test_size_budget(models, baseline):
 @pytest.mark.slow  # 2 x 10 fresh processes
 def test_ab_interleaved_aa_passes_and_slowed_fails(models, tmp_path):
     a, b = str(models["base"]), str(models["slow"])
-    ab = ["--ab", "--bounds", "quick", "--only", "onnxruntime-1t", "--rounds", "5", "--fail-slower", "10%"]
+    ab = ["--ab", "--bounds", "quick", "--only", "onnxruntime-1t", "--rounds", "5", *BUDGET]
     assert main([*ab[:1], a, a, *ab[1:]]) == 0
     out = tmp_path / "ab.json"
     assert main([*ab[:1], a, b, *ab[1:], "--save", str(out)]) == 1
@@ -100,3 +103,14 @@ def test_a_row_that_ran_in_the_baseline_and_now_breaks_fails_the_gate():
     g = gate.compare(base, cur, gate.Budget(fail_slower=0.1))
     assert g.failed and "worker exited 1" in g.broken[0]
     assert not gate.compare(base, {"rows": [], "artifacts": []}, gate.Budget(fail_slower=0.1)).failed
+
+
+def test_only_one_thread_rows_are_gated_unless_asked():
+    base = {"samples_ms": [1.0] * 6, "process_p25_ms": [1.0] * 6, "threads": 2}
+    cur = {"samples_ms": [2.0] * 6, "process_p25_ms": [2.0] * 6, "threads": 2}
+    row = gate.latency_row(("m", "onnxruntime-2t"), base, cur, gate.Budget(fail_slower=0.1))
+    assert row["ratio"] == 2.0 and not row["failed"] and not row["gated"] and "--gate-all-cores" in row["test"]
+    row = gate.latency_row(("m", "onnxruntime-2t"), base, cur, gate.Budget(fail_slower=0.1, all_cores=True))
+    assert row["failed"] and row["gated"]
+    one = [{**r, "threads": 1} for r in (base, cur)]
+    assert gate.latency_row(("m", "onnxruntime-1t"), *one, gate.Budget(fail_slower=0.1))["failed"]

@@ -32,3 +32,13 @@ def test_each_target_family_gets_its_own_pick():
     assert {k: v["artifact"] for k, v in rec.items()} == {"cpu 1 thread": "tflite:float32",
                                                          "cpu all cores": "tflite:int8", "browser": "tflite:float16"}
     assert recommend(result()) == {} and "nothing to recommend" in markdown({})
+
+
+def test_rows_whose_intervals_overlap_are_marked_level_within_their_family():
+    from benchmarks.recommend import mark_level
+
+    rows = [row("tflite:float32", 10.0, 9.5, 10.6), row("tflite:float16", 10.3, 9.8, 10.9),
+            row("tflite:int8", 20.0, 19, 21), row("torch:student", 10.0, 9.0, 11.0, threads=2)]
+    mark_level(rows)
+    assert rows[0]["level_with"] == ["tflite:float16 on x-1t"] and rows[1]["level_with"] == ["tflite:float32 on x-1t"]
+    assert rows[2]["level_with"] == [] and rows[3]["level_with"] == []  # another family: never ranked against
