@@ -93,21 +93,6 @@ def agreement(student, teacher, x: np.ndarray) -> float:
     return float((predict(student, x).argmax(1) == predict(teacher, x).argmax(1)).mean())
 
 
-def hidden_gap(student, teacher, x) -> float:
-    """Mean over the mapped block pairs of the MSE between the student's and the teacher's hidden states on x."""
-    import torch
-
-    from compressor.distill.features import tap
-    from compressor.distill.hidden import layer_pairs
-
-    pairs = layer_pairs(teacher, student)
-    with torch.no_grad(), tap(teacher, [t for t, _ in pairs], "teacher") as tf, \
-            tap(student, [s for _, s in pairs], "student") as sf:
-        teacher.eval()(x)
-        student.eval()(x)
-        return float(torch.stack([torch.mean((sf[s] - tf[t]) ** 2) for t, s in pairs]).mean())
-
-
 def run(cfg: dict[str, Any], keep: int, work: str, lr: float = 1e-4) -> dict[str, Any]:
     import torch
     from rich.console import Console
@@ -116,6 +101,7 @@ def run(cfg: dict[str, Any], keep: int, work: str, lr: float = 1e-4) -> dict[str
     from compressor.distill import layers, students
     from compressor.distill.config import DistillConfig
     from compressor.distill.engine import distill
+    from compressor.distill.hidden import hidden_gap
     from compressor.distill.trainer import fit
     from compressor.evaluate import accuracy
     from compressor.loading import from_module

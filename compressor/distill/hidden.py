@@ -22,7 +22,7 @@ from ..core.errors import CompressError
 from ..core.signature import Flat
 from ..pt2 import ExportedModule
 from . import losses
-from .features import probe
+from .features import probe, tap
 from .layers import evenly_spaced, find_stack
 from .methods import Method, Setup, _regressor
 
@@ -64,6 +64,16 @@ def layer_pairs(teacher: nn.Module, student: nn.Module) -> list[tuple[str, str]]
                             f"in {t_name}; it maps each student block to one teacher block")
     kept = range(n) if k == n else evenly_spaced(n, k)
     return [(f"{t_name}.{i}", f"{s_name}.{j}") for j, i in enumerate(kept)]
+
+
+def hidden_gap(student: nn.Module, teacher: nn.Module, x: torch.Tensor) -> float:
+    """Mean over the mapped block pairs of the MSE between the student's and the teacher's hidden states on x."""
+    pairs = layer_pairs(teacher, student)
+    with torch.no_grad(), tap(teacher, [t for t, _ in pairs], "teacher") as tf, \
+            tap(student, [s for _, s in pairs], "student") as sf:
+        teacher.eval()(x)
+        student.eval()(x)
+        return float(torch.stack([torch.mean((sf[s] - tf[t]) ** 2) for t, s in pairs]).mean())
 
 
 class Hidden(Method):

@@ -11,7 +11,7 @@ from compressor.distill import layers, students
 from compressor.distill.config import DistillConfig
 from compressor.distill.engine import distill
 from compressor.distill.features import tap
-from compressor.distill.hidden import Hidden, layer_pairs
+from compressor.distill.hidden import Hidden, hidden_gap, layer_pairs
 from compressor.distill.methods import Batch, Setup
 from compressor.loading import from_module
 from tests.distill.test_layers import TokenEncoder
@@ -66,15 +66,6 @@ def test_the_hidden_loss_decreases_and_a_narrower_student_is_projected():
     assert torch.isfinite(loss) and m.projections[0].weight.grad is not None
 
 
-def _gap(student: nn.Module, teacher: nn.Module, x: torch.Tensor) -> float:
-    pairs = layer_pairs(teacher, student)
-    with torch.no_grad(), tap(teacher, [t for t, _ in pairs], "teacher") as tf, \
-            tap(student, [s for _, s in pairs], "student") as sf:
-        teacher.eval()(x)
-        student.eval()(x)
-        return float(torch.stack([torch.mean((sf[s] - tf[t]) ** 2) for t, s in pairs]).mean())
-
-
 @pytest.fixture(scope="module")
 def token_task():
     from compressor.distill.trainer import fit
@@ -97,7 +88,7 @@ def test_kd_with_hidden_states_ends_closer_to_the_teachers_blocks_than_kd_alone(
         cfg = DistillConfig(student="layers:3", methods=methods, epochs=4, lr=3e-3,
                             cache_dir=str(tmp_path / "c"), checkpoint_dir=str(tmp_path / "-".join(methods)))
         outs[methods] = out = distill(from_module(teacher, input_shape=(1, 8)), sp, cfg)
-        gaps[methods] = _gap(out.student, teacher, torch.from_numpy(sp.test.x))
+        gaps[methods] = hidden_gap(out.student, teacher, torch.from_numpy(sp.test.x))
     assert gaps[("kd", "hidden")] < 0.5 * gaps[("kd",)], gaps
     assert outs[("kd",)].methods == {}
     assert outs[("kd", "hidden")].methods["hidden"]["pairs"] == [
