@@ -15,13 +15,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 
 from compressor.core.errors import CompressError
 
 from . import stats
-from .bench import BenchOptions, _Browsers, measure_one, plan
+from .bench import BenchOptions, _Browsers, measure_one, merge, plan
 from .discover import Item, discover
 from .gate import Budget, GateResult, latency_row
 
@@ -51,9 +50,7 @@ def run(pairs: list[tuple[Item, Item]], opts: BenchOptions, budget: Budget, *, r
     todo = plan([a for a, _ in pairs], settings)
     if not todo:
         raise CompressError(f"--ab: no target in {','.join(opts.targets)} runs {pairs[0][0].format} artifacts")
-    samples: dict[tuple[str, str, str], list[float]] = {}
-    medians: dict[tuple[str, str, str], list[float]] = {}  # one per fresh process
-    p25: dict[tuple[str, str, str], list[float]] = {}  # the gate's observations, one per fresh process
+    measured: dict[tuple[str, str, str], list[dict[str, Any]]] = {}  # (side, artifact, setting): one per process
     errors: list[str] = []
     with tempfile.TemporaryDirectory(prefix="compress-ab-") as tmp, _Browsers(todo) as browsers:
         for r in range(rounds):
@@ -66,26 +63,22 @@ def run(pairs: list[tuple[Item, Item]], opts: BenchOptions, budget: Budget, *, r
                     if "error" in res:
                         errors.append(f"{side} {it.name} on {setting.name}: {res['error']}")
                         continue
-                    samples.setdefault((side, a.name, setting.name), []).extend(res["samples_ms"])
-                    medians.setdefault((side, a.name, setting.name), []).append(float(np.median(res["samples_ms"])))
-                    p25.setdefault((side, a.name, setting.name), []).append(stats.process_stat(res["samples_ms"]))
-    if not samples:
+                    measured.setdefault((side, a.name, setting.name), []).append(res)
+    if not measured:
         raise CompressError(f"--ab: no measurement succeeded ({errors[0] if errors else 'nothing ran'})")
     g = GateResult(notes=errors)
     rows = []
     for setting, a in todo:
-        sa, sb = samples.get(("A", a.name, setting.name)), samples.get(("B", a.name, setting.name))
-        if not sa or not sb:
+        if ("A", a.name, setting.name) not in measured or ("B", a.name, setting.name) not in measured:
             continue
-        ma, mb = medians[("A", a.name, setting.name)], medians[("B", a.name, setting.name)]
-        qa, qb = p25[("A", a.name, setting.name)], p25[("B", a.name, setting.name)]
-        sides = [{"samples_ms": s, "process_medians_ms": m, "process_p25_ms": q, "threads": setting.threads}
-                 for s, m, q in ((sa, ma, qa), (sb, mb, qb))]
+        # pooled samples, per-process medians and lower quartiles, as a row of `compress bench` gets them
+        ma, mb = (merge(measured[(side, a.name, setting.name)]) for side in ("A", "B"))
+        keys = ("samples_ms", "process_medians_ms", "process_p25_ms")
+        sides = [{**{k: m[k] for k in keys}, "threads": setting.threads} for m in (ma, mb)]
         g.latency.append(latency_row((a.name, setting.name), *sides, budget))
-        rows.append({"artifact": a.name, "setting": setting.name, "A_ms": stats.summarize(sa),
-                     "B_ms": stats.summarize(sb), "A_process_medians_ms": ma, "B_process_medians_ms": mb,
-                     "A_process_p25_ms": qa, "B_process_p25_ms": qb,
-                     "A_samples_ms": sa, "B_samples_ms": sb})
+        rows.append({"artifact": a.name, "setting": setting.name, "A_ms": stats.summarize(ma["samples_ms"]),
+                     "B_ms": stats.summarize(mb["samples_ms"]),
+                     **{f"{side}_{k}": m[k] for side, m in (("A", ma), ("B", mb)) for k in keys}})
     doc = {"schema": 1, "kind": "edge-compress ab", "rounds": rounds,
            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
            "bounds": asdict(opts.bounds), "pairs": [[str(a.path), str(b.path)] for a, b in pairs],
