@@ -293,5 +293,25 @@ def bench_main(a: argparse.Namespace, as_json: bool) -> Result:
 
     return run(a)
 
+def entry() -> NoReturn:
+    """The `compress` command: main(), then an exit that skips the interpreter's teardown.
+
+    With torch and TensorFlow loaded, tearing their modules down took ~2 s after the work was done (measured:
+    2.1 s against 0.3 s). atexit handlers still run and the streams are flushed; while a non-daemon thread is
+    still alive the ordinary exit, which waits for it, is taken instead.
+    """
+    code = main()
+    import atexit
+    import threading
+
+    if any(t is not threading.current_thread() and t.is_alive() and not t.daemon for t in threading.enumerate()):
+        sys.exit(code)
+    atexit._run_exitfuncs()  # the public atexit has no "run now"; this is what the interpreter's exit calls
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -62,7 +62,7 @@ def test_wheel_metadata_declares_the_command_and_the_python_versions(wheel):
         info = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
         meta = z.read(info).decode()
         entry = z.read(info.replace("METADATA", "entry_points.txt")).decode()
-    assert "compress = compressor.cli:main" in entry
+    assert "compress = compressor.cli:entry" in entry
     assert "Requires-Python: <3.12,>=3.11" in meta
 
 

@@ -2,6 +2,7 @@
 
     serve(root)          a local HTTP server for a folder (127.0.0.1, free port, COOP/COEP headers)
     chromium()           Debian's chromium driven by Playwright (never a downloaded browser)
+    shared()             a block in which every chromium() call reuses one launched browser
     copy_runtime(kind)   the browser runtime files a page needs, copied from the pinned npm packages
     home(), node_modules(), chromium_path()   where those assets are (COMPRESS_HOME, COMPRESS_CHROMIUM)
 
@@ -143,13 +144,57 @@ def serve(root: Path, *, isolated: bool = True) -> Iterator[str]:
         thread.join(timeout=5)
 
 
+_lent = threading.local()  # the browser of an open shared() block in this thread (Playwright's sync API is per thread)
+
+
+@contextlib.contextmanager
+def shared() -> Iterator[None]:
+    """Inside this block, chromium() launches one browser on first use and lends it to every later call in
+    this thread; it is closed when the block ends. The export step's TF.js, ORT-web and bundle checks share
+    one launch instead of one each. A nested block uses the outer one's browser."""
+    if getattr(_lent, "stack", None) is not None:
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        _lent.stack, _lent.browser = stack, None
+        try:
+            yield
+        finally:
+            _lent.stack = _lent.browser = None
+
+
 @contextlib.contextmanager
 def chromium(*, headless: bool = True) -> Iterator[Any]:
-    """Debian's chromium under Playwright (sync API); yields a playwright Browser, always closed.
+    """Debian's chromium under Playwright (sync API); yields a playwright Browser, always closed (inside
+    shared(): the block's browser, whose pages this call opened are closed when it ends).
 
     Playwright's launch() gives every browser a fresh temporary profile (user-data-dir) and
-    removes it on close, so no state leaks between runs.
+    removes it on close, and every new_page() a fresh context, so no state leaks between runs or calls.
     """
+    stack = getattr(_lent, "stack", None)
+    if stack is None or not headless:
+        with _launched(headless) as browser:
+            yield browser
+        return
+    if _lent.browser is None:
+        _lent.browser = stack.enter_context(_launched(True))
+    browser = _lent.browser
+    before = set(browser.contexts)
+    interrupted = False
+    try:
+        yield browser
+    except KeyboardInterrupt:
+        interrupted = True  # no graceful close (it can hang): the shared() block ends the browser's processes
+        raise
+    finally:
+        if not interrupted and browser.is_connected():
+            for context in browser.contexts:
+                if context not in before:
+                    context.close()
+
+
+@contextlib.contextmanager
+def _launched(headless: bool) -> Iterator[Any]:
     exe = chromium_path()
     if not exe.is_file():
         raise CompressError(f"Chromium {exe} not found; set COMPRESS_CHROMIUM to a Chromium binary, or run "

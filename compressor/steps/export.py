@@ -9,7 +9,7 @@ import numpy as np
 import exporters
 from exporters.base import ExportJob
 
-from ..core import feeds
+from ..core import chromium, feeds
 from ..core.artifact import Artifact, require_parity
 from ..core.errors import CompressError, ConverterError
 from ..core.files import remove
@@ -93,15 +93,20 @@ def export(s: State) -> None:
     targets = exporters.expand(",".join(s.cfg.targets))
     try:
         exporters.prepare(job, targets)  # converters a later target needs start now, on the other core
-        for target in targets:
-            exporter = exporters.get(target)
-            with s.console.status(f"exporting {target} ..."):
-                made = exporter.export(job)
-            check_and_keep(s, made, lambda a, e=exporter: e.validate(a, job), _printed(s),
-                           optional=optional_variant(job), skipped=job.shared.skipped)
+        with chromium.shared():  # the browser checks (TF.js, ORT-web, bundles) share one launched Chromium
+            _export_targets(s, job, targets)
     finally:
         exporters.stop(job)  # a failed or interrupted run leaves no converter running
     for name, why in job.shared.skipped.items():  # a default variant that missed its check: said, not shipped
         s.console.print(f"[yellow]skipped[/] {name}: {why}", soft_wrap=True)
     if job.shared.skipped:
         s.sections["skipped"] = dict(job.shared.skipped)
+
+
+def _export_targets(s: State, job: ExportJob, targets: list[str]) -> None:
+    for target in targets:
+        exporter = exporters.get(target)
+        with s.console.status(f"exporting {target} ..."):
+            made = exporter.export(job)
+        check_and_keep(s, made, lambda a, e=exporter: e.validate(a, job), _printed(s),
+                       optional=optional_variant(job), skipped=job.shared.skipped)

@@ -299,6 +299,8 @@ def prepare(job: ExportJob) -> None:
 
 def export(job: ExportJob) -> list[Artifact]:
     variants = variants_of(job)  # a wrong name fails before the slow conversion
+    with quiet():  # while onnx2tf runs on the other core: TensorFlow's import (~4 s) is off the critical path
+        import tensorflow  # noqa: F401
     sm = tf_route.saved_model(job)
     shared = job.shared.take_saved_model_seconds() if "float32" in variants else 0.0
     saved_model_cache = {k: v for k, v in tf_route.saved_model_cache(job).items() if k != "key"}

@@ -22,6 +22,20 @@ def test_import_and_help_stay_light():
     assert r.stdout.strip() == ""
 
 
+def test_the_command_runs_exit_handlers_and_keeps_the_exit_status(tmp_path):
+    """compress's quick exit (cli.entry) skips the interpreter's teardown, not atexit handlers or the status."""
+    code = ("import atexit, sys\n"
+            "from compressor import cli\n"
+            "atexit.register(lambda: print('handler ran', flush=True))\n"
+            "sys.argv = ['compress'] + sys.argv[1:]\n"
+            "cli.entry()\n")
+    ok = subprocess.run([sys.executable, "-c", code, "--version"], check=False, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "handler ran" in ok.stdout and "compress 0." in ok.stdout
+    bad = subprocess.run([sys.executable, "-c", code, str(tmp_path / "missing.pt")], check=False, capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and "handler ran" in bad.stdout and "error" in bad.stderr
+
+
 def test_help_lists_commands():
     r = run_cli("--help")
     assert r.returncode == 0 and "compress demo" in r.stdout and "--target" in r.stdout

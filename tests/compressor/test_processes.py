@@ -44,15 +44,16 @@ def test_no_browser_process_left_after_an_error(tmp_path):
 
 
 @pytest.mark.browser
-def test_ctrl_c_closes_chromium_and_server(tmp_path):
+@pytest.mark.parametrize("lent", [False, True], ids=["own", "shared"])
+def test_ctrl_c_closes_chromium_and_server(tmp_path, lent):
     code = textwrap.dedent(f"""
-        import time, pathlib, signal
+        import contextlib, time, pathlib, signal
         # a terminal's Ctrl-C even when the tests run as a background job, which starts with SIGINT ignored
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        from compressor.core.chromium import chromium, serve
+        from compressor.core.chromium import chromium, serve, shared
         root = pathlib.Path({str(tmp_path)!r})
         (root / "index.html").write_text("<p>hi</p>")
-        with serve(root) as url, chromium() as b:
+        with shared() if {lent} else contextlib.nullcontext(), serve(root) as url, chromium() as b:
             b.new_page().goto(url + "index.html")
             print(url, flush=True)
             time.sleep(120)

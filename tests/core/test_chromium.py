@@ -71,6 +71,22 @@ def test_tfjs_wasm_runs_in_chromium_from_local_files(tmp_path):
     assert requested and all(u.startswith((url, "data:", f"blob:{url}")) for u in requested)
 
 
+@pytest.mark.browser
+def test_shared_lends_one_browser_and_closes_each_callers_pages(tmp_path):
+    (tmp_path / "index.html").write_text("<p>hi</p>")
+    with chromium.serve(tmp_path) as url, chromium.shared():
+        with chromium.chromium() as first:
+            first.new_page().goto(url + "index.html")
+            assert len(first.contexts) == 1
+        with chromium.chromium() as again:
+            assert again is first and again.contexts == []  # the first caller's page is closed, not the browser
+            with chromium.shared(), chromium.chromium() as nested:  # a nested block lends the outer browser
+                assert nested is first
+    assert not first.is_connected()  # closed when the block ends
+    with chromium.chromium() as own:
+        assert own is not first
+
+
 def test_helper_threads_leave_sigint_to_the_main_thread():
     import signal
     import threading
