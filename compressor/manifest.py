@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -59,5 +60,17 @@ def build(artifacts: list[Artifact], root: Path, **sections: Any) -> dict[str, A
     }
 
 
+def finite(x: Any) -> Any:
+    """`x` with every NaN or infinite float as None: JSON has no NaN (JSON.parse and jq refuse the file),
+    and a figure that could not be measured (an accuracy without labels) is null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [finite(v) for v in x]
+    return x
+
+
 def write(manifest: dict[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    path.write_text(json.dumps(finite(manifest), indent=2, default=str, allow_nan=False) + "\n")

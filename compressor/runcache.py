@@ -26,6 +26,7 @@ from typing import Any
 
 from exporters import cache
 
+from . import manifest as manifests
 from .config import RunConfig
 from .core import chromium
 from .core.files import sha256_of
@@ -120,7 +121,7 @@ def restore(run_key: str | None, dest: Path) -> dict[str, Any] | None:
                                      "converted or run again"}
     manifest["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     manifest["step_seconds"] = {"run_cache": round(time.perf_counter() - t0, 3)}
-    path.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    manifests.write(manifest, path)
     return manifest
 
 

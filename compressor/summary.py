@@ -1,6 +1,7 @@
 """The terminal summary table printed at the end of a run."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +18,17 @@ def human_bytes(n: float) -> str:
 
 
 def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.2f}%"
+    return "-" if x is None or math.isnan(x) else f"{100 * x:.2f}%"
 
 
 def print_run(manifest: dict[str, Any], out: Path, console: Console) -> None:
     for role in ("teacher", "student"):
         m = manifest.get(role)
         if m:
-            console.print(f"{role}: {m['parameters']:,} parameters, test accuracy {_pct(m.get('test_accuracy'))}")
+            acc = m.get("test_accuracy")
+            known = acc is not None and not math.isnan(acc)
+            console.print(f"{role}: {m['parameters']:,} parameters, "
+                          + (f"test accuracy {_pct(acc)}" if known else "no test accuracy (the data has no labels)"))
     table = Table(title=f"artifacts in {out}")
     table.add_column("artifact", no_wrap=True)  # file paths are in manifest.json
     # n: held-out inputs compared; max|Δ| and agreement are against PyTorch's outputs on them

@@ -22,3 +22,15 @@ def test_quality_fields_come_from_the_parity_check_and_sizes_from_the_float_arti
     # figures a step recorded itself are kept; a format without a float32 artifact gets no ratio
     assert onnx_i8["accuracy"] == 0.5 and onnx_i8["size_ratio_vs_float32"] == 0.25
     assert "accuracy" not in web and "size_ratio_vs_float32" not in web
+
+
+def test_written_manifest_is_strict_json_with_null_for_unmeasured_figures(tmp_path):
+    import json
+    import math
+
+    from compressor.manifest import write
+
+    write({"teacher": {"test_accuracy": math.nan}, "artifacts": [{"x": [1.0, math.inf]}]}, tmp_path / "m.json")
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"teacher": {"test_accuracy": None}, "artifacts": [{"x": [1.0, None]}]}

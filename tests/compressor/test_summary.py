@@ -18,3 +18,10 @@ def test_bundle_row_shows_no_accuracy_for_its_one_example_check():
     rows = {line.split("│")[1].strip(): line for line in console.export_text().splitlines() if line.count("│") > 3}
     assert "99.72%" in rows["onnx:int8"] and "99.44%" in rows["onnx:int8"]
     assert "100.00%" not in rows["web-bundle:ort"] and rows["web-bundle:ort"].count(" - ") == 2
+
+
+def test_a_teacher_without_labelled_data_says_so_instead_of_nan():
+    console = Console(record=True, width=120)
+    print_run({"teacher": {"parameters": 3504872, "test_accuracy": float("nan")}, "artifacts": []}, Path("o"), console)
+    text = console.export_text()
+    assert "nan" not in text.lower() and "no test accuracy (the data has no labels)" in text
