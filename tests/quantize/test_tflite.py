@@ -45,8 +45,12 @@ def test_dim_calibration_falls_back_to_more_samples_or_fails_with_the_table(job,
         assert "tried:" in str(e) and "more calibration samples" in str(e)
         assert not list(tmp_path.glob("*.tflite"))
         return
-    assert out.fell_back and out.chosen.step == "more calibration samples"
+    # more samples are tried first; whether they or a later stage meet 99% agreement on 120 digits
+    # depends on the run (the margin is a sample or two), so only the order and the outcome are fixed
+    assert out.fell_back and out.chosen.ok
     assert out.trials[0].step == "initial" and not out.trials[0].ok
+    assert out.trials[1].step == "more calibration samples"
+    assert out.trials[1].settings.calib_samples > out.trials[0].settings.calib_samples
 
 
 def test_every_fallback_is_tried_before_the_budget_fails(job, saved_model, splits, tmp_path):
